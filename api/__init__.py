@@ -1,0 +1,1 @@
+"""users-api: a users service on PostgreSQL in raw SQL."""

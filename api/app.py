@@ -1,0 +1,47 @@
+"""The FastAPI application: routes, the pool's lifespan, error handling and the body limit."""
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from api.db import lifespan
+from api.limits import BodyLimitMiddleware
+from api.problems import PROBLEM_JSON, install_problem_handlers
+from api.routes import health, users
+from api.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; uvicorn calls this as a factory in every worker."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="users-api",
+        version="0.1.0",
+        summary="A users resource on PostgreSQL, in raw SQL.",
+        lifespan=lifespan(settings),
+    )
+    app.include_router(users.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimitMiddleware)
+    install_problem_handlers(app)
+    _document_problems_as_problem_json(app)
+    return app
+
+
+def _document_problems_as_problem_json(app: FastAPI) -> None:
+    """Error responses are documented under application/problem+json, the media type they are sent with."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    for code, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        if code[0] in "45" and "application/json" in content:
+                            content[PROBLEM_JSON] = content.pop("application/json")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

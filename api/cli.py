@@ -1,0 +1,93 @@
+"""`users-api serve | migrate`: the service's command line."""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+
+from pydantic import ValidationError
+
+from api import migrations
+from api.embedded import EmbeddedError, embedded_postgres
+from api.settings import Settings
+
+log = logging.getLogger("users_api")
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded server's, for as long as the block runs."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    with embedded_postgres(settings.embedded_pgdata, settings.embedded_pgport) as server:
+        log.info("embedded PostgreSQL: data in %s, listening on 127.0.0.1:%d", server.data_dir, server.port)
+        log.info("connect with: %s", server.psql_command())
+        yield server.url()
+
+
+def migrate(settings: Settings) -> None:
+    with database_url(settings) as url:
+        _apply_migrations(url)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    with database_url(settings) as url:
+        _apply_migrations(url)  # once per deploy, before any worker starts
+        os.environ["DATABASE_URL"] = url  # what create_app() reads, in this process and in every worker
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+            proxy_headers=False,
+        )
+
+
+def _apply_migrations(url: str) -> None:
+    applied = migrations.apply(url)
+    log.info("migrations applied: %s", ", ".join(applied) if applied else "none pending")
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Unwinds the stack like Ctrl-C does, so the embedded server is stopped on the way out.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="users-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="apply pending migrations, then serve HTTP (HOST, PORT, WORKERS)")
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        print(f"users-api: invalid configuration: {problems}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr
+    )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        if args.command == "serve":
+            serve(settings)
+        else:
+            migrate(settings)
+    except EmbeddedError as error:
+        print(f"users-api: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

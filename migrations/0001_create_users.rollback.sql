@@ -1,0 +1,3 @@
+-- Drops the users table with its constraints and users_email_key; every user is lost.
+
+DROP TABLE users;

@@ -1,0 +1,7 @@
+-- delete_user: remove one user by id.
+-- Parameters: $1 id (bigint).
+-- Returns: the deleted id, or no row when the id does not exist.
+
+DELETE FROM users
+WHERE id = $1
+RETURNING id;

@@ -1,0 +1,16 @@
+-- list_users: a page of users in id order, after a given id (keyset pagination).
+-- Parameters: $1 after (bigint, 0 for the first page), $2 limit (integer).
+-- Returns: up to $2 rows with id > $1, ascending.
+-- Walks users_pkey from $1, so a page deep in the table costs what the first one does;
+-- the caller asks for one row more than it shows to learn whether a next page exists.
+
+SELECT
+    id,
+    email,
+    name,
+    created_at,
+    updated_at
+FROM users
+WHERE id > $1
+ORDER BY id
+LIMIT $2;

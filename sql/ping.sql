@@ -1,0 +1,5 @@
+-- ping: the readiness probe; proves a pooled connection can run a statement.
+-- Parameters: none.
+-- Returns: one row holding 1.
+
+SELECT 1;

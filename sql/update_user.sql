@@ -1,0 +1,17 @@
+-- update_user: change a user's email and/or name, and stamp updated_at.
+-- Parameters: $1 id (bigint), $2 email (text, NULL to keep), $3 name (text, NULL to keep).
+-- Returns: the updated row, or no row when the id does not exist.
+-- Raises unique_violation on users_email_key when the email belongs to another user.
+
+UPDATE users
+SET
+    email = coalesce($2, email),
+    name = coalesce($3, name),
+    updated_at = now()
+WHERE id = $1
+RETURNING
+    id,
+    email,
+    name,
+    created_at,
+    updated_at;

@@ -1,0 +1,79 @@
+"""Helpers the tests share: settings for a test database, and the app served in-process."""
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import psycopg
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from pytest_postgresql.executors import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from api.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def url_of(server: NoopExecutor, database: str) -> str:
+    return f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}/{database}"
+
+
+def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False) -> DatabaseJanitor:
+    """A janitor that creates `name` empty on entry and drops it on exit; a leftover is dropped now."""
+    janitor = DatabaseJanitor(
+        user=server.user,
+        host=server.host,
+        port=server.port,
+        password=server.password,
+        dbname=name,
+        as_template=as_template,
+    )
+    janitor.drop()  # left over by an interrupted run
+    return janitor
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for tests: a small pool, and no `.env` file of the developer's leaking in."""
+    values: dict[str, Any] = {"database_url": database_url, "pool_min_size": 1, "pool_max_size": 4}
+    return Settings(_env_file=None, **(values | overrides))
+
+
+@asynccontextmanager
+async def serve(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over HTTP in-process, its lifespan (and so its pool) running."""
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@asynccontextmanager
+async def pool_kept_busy(
+    client: httpx.AsyncClient, postgresql: psycopg.Connection, user_id: int
+) -> AsyncIterator[list[httpx.Response]]:
+    """Occupy a one-connection pool: a PATCH waits on a row that another session has locked.
+
+    Yields the list the PATCH's response lands in once the block ends and the lock is released.
+    """
+    postgresql.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+    patched: list[httpx.Response] = []
+
+    async def patch() -> None:
+        patched.append(await client.patch(f"/users/{user_id}", json={"name": "Patched"}))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(patch)
+        await anyio.sleep(0.2)
+        try:
+            yield patched
+        finally:
+            postgresql.rollback()

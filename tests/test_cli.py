@@ -1,0 +1,98 @@
+"""`users-api serve` as `make run` runs it: embedded server, migrations, HTTP, clean stop, kept data."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support import free_port
+from test_embedded import alive, server_pid
+
+from api import cli, embedded
+
+
+class Service:
+    def __init__(self, scratch_pgdata: Path) -> None:
+        self.port = free_port()
+        env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+        env |= {
+            "EMBEDDED_PGDATA": str(scratch_pgdata),
+            "EMBEDDED_PGPORT": str(free_port()),
+            "PORT": str(self.port),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api", "serve"],
+            cwd=scratch_pgdata.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"users-api serve did not become ready:\n{self.output}")
+
+    def stop(self, signum: int) -> int:
+        self.client.close()
+        self.process.send_signal(signum)
+        self.output, _ = self.process.communicate(timeout=60)
+        return self.process.returncode
+
+
+def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(scratch_pgdata: Path) -> None:
+    first = Service(scratch_pgdata)
+    created = first.client.post("/users", json={"email": "kept@example.com", "name": "Kept"})
+    pid = server_pid(scratch_pgdata)
+    assert first.stop(signal.SIGINT) in (0, 130)  # Ctrl-C
+
+    assert created.status_code == 201
+    assert pid is not None and not alive(pid), "Ctrl-C stops the embedded server too"
+    assert str(scratch_pgdata) in first.output and "psql" in first.output
+    assert "migrations applied: 0001_create_users" in first.output
+
+    second = Service(scratch_pgdata)
+    fetched = second.client.get(f"/users/{created.json()['id']}")
+    pid = server_pid(scratch_pgdata)
+    second.stop(signal.SIGTERM)
+
+    assert fetched.json() == created.json(), "users survive a restart"
+    assert "migrations applied: none pending" in second.output
+    assert pid is not None and not alive(pid), "SIGTERM stops the embedded server too"
+
+
+def test_without_database_url_or_the_wheel_serve_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "no_such_wheel_installed")
+
+    assert cli.main(["serve"]) == 2
+
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1
+    assert "pip install 'users-api[embedded]'" in message and "DATABASE_URL" in message
+
+
+def test_a_bad_setting_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "not-a-port")
+
+    assert cli.main(["migrate"]) == 2
+
+    message = capsys.readouterr().err
+    assert message.startswith("users-api: invalid configuration: PORT:")
+    assert message.count("\n") == 1

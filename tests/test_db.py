@@ -1,0 +1,93 @@
+"""The pool: opened and closed by the lifespan, one connection per request, bounded waits."""
+
+import psycopg
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from support import make_settings, pool_kept_busy, serve
+
+from api.app import create_app
+from api.db import Conn, Database
+
+pytestmark = pytest.mark.anyio
+
+
+def users_api_connections(postgresql: psycopg.Connection) -> int:
+    row = postgresql.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'users-api'"
+    ).fetchone()
+    postgresql.commit()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_the_lifespan_opens_the_pool_and_closes_it(
+    database_url: str, postgresql: psycopg.Connection
+) -> None:
+    app = create_app(make_settings(database_url, pool_min_size=3, pool_max_size=3))
+
+    async with serve(app) as client:
+        assert (await client.get("/users")).status_code == 200
+        assert users_api_connections(postgresql) == 3
+
+    assert users_api_connections(postgresql) == 0
+
+
+async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(database_url: str) -> None:
+    app = create_app(make_settings(database_url, pool_min_size=1, pool_max_size=1))
+
+    @app.get("/idle-while-sending")
+    async def idle_while_sending(conn: Conn, request: Request) -> StreamingResponse:
+        database: Database = request.state.database
+
+        async def body() -> object:
+            yield str(database.pool.get_idle_size()).encode()  # read while the response is being sent
+
+        return StreamingResponse(body())  # type: ignore[arg-type]
+
+    async with serve(app) as client:
+        assert (await client.get("/idle-while-sending")).text == "1"
+
+
+async def test_an_exhausted_pool_is_a_503_with_retry_after(
+    database_url: str, postgresql: psycopg.Connection
+) -> None:
+    settings = make_settings(database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.2)
+    app = create_app(settings)
+    async with serve(app) as client:
+        user = (await client.post("/users", json={"email": "lock@example.com", "name": "L"})).json()
+        async with pool_kept_busy(client, postgresql, user["id"]) as patched:
+            response = await client.get(f"/users/{user['id']}")
+
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["status"] == 503
+        assert patched[0].status_code == 200
+
+
+async def test_a_query_over_the_command_timeout_is_a_503(
+    database_url: str, postgresql: psycopg.Connection
+) -> None:
+    app = create_app(make_settings(database_url, command_timeout=0.3))
+    async with serve(app) as client:
+        user = (await client.post("/users", json={"email": "slow@example.com", "name": "S"})).json()
+        postgresql.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user["id"],))
+
+        response = await client.patch(f"/users/{user['id']}", json={"name": "Never"})
+        postgresql.rollback()
+
+        assert response.status_code == 503
+        assert "retry-after" in response.headers
+        assert (await client.get(f"/users/{user['id']}")).json()["name"] == "S"
+
+
+async def test_an_unreachable_database_is_a_503_not_a_500(free_tcp_port: int) -> None:
+    url = f"postgresql://nobody:nothing@127.0.0.1:{free_tcp_port}/none"
+    app: FastAPI = create_app(make_settings(url, pool_min_size=0))
+    async with serve(app) as client:
+        response = await client.get("/users/1")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "127.0.0.1" not in response.text

@@ -1,0 +1,77 @@
+"""The query files: all present, all loaded, each preparing against the migrated schema."""
+
+from dataclasses import fields
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from api.queries import SQL, Queries, QueryFileError
+from api.resources import resource_dir
+
+SQL_DIR = resource_dir("sql")
+FILES = sorted(SQL_DIR.glob("*.sql"))
+
+
+def test_every_file_is_a_query_and_every_query_a_file() -> None:
+    assert {path.stem for path in FILES} == {field.name for field in fields(Queries)}
+
+
+def test_the_loaded_text_is_the_files() -> None:
+    for path in FILES:
+        assert getattr(SQL, path.stem) == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
+def test_each_file_starts_with_a_header_comment(path: Path) -> None:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith(f"-- {path.stem}: ")
+
+
+USER_COLUMNS = ["id", "email", "name", "created_at", "updated_at"]
+# What PostgreSQL infers for each file: parameter types and result columns, as the routes rely on them.
+SIGNATURES = {
+    "create_user": (["text", "text"], USER_COLUMNS),
+    "get_user": (["int8"], USER_COLUMNS),
+    "list_users": (["int8", "int8"], USER_COLUMNS),
+    "update_user": (["int8", "text", "text"], USER_COLUMNS),
+    "delete_user": (["int8"], ["id"]),
+    "ping": ([], ["?column?"]),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
+async def test_each_file_prepares_against_the_migrated_schema(database_url: str, path: Path) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        statement = await conn.prepare(getattr(SQL, path.stem))
+        parameters = [parameter.name for parameter in statement.get_parameters()]
+        columns = [attribute.name for attribute in statement.get_attributes()]
+    finally:
+        await conn.close()
+
+    assert (parameters, columns) == SIGNATURES[path.stem]
+
+
+def copy_queries(tmp_path: Path) -> Path:
+    for path in FILES:
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return tmp_path
+
+
+def test_a_missing_file_fails_the_load_and_is_named(tmp_path: Path) -> None:
+    directory = copy_queries(tmp_path)
+    (directory / "get_user.sql").unlink()
+
+    with pytest.raises(QueryFileError, match=r"get_user\.sql is missing"):
+        Queries.load(directory)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "-- only a comment\n-- and another\n"])
+def test_an_empty_file_fails_the_load_and_is_named(tmp_path: Path, text: str) -> None:
+    directory = copy_queries(tmp_path)
+    (directory / "list_users.sql").write_text(text, encoding="utf-8")
+
+    with pytest.raises(QueryFileError, match=r"list_users\.sql holds no SQL statement"):
+        Queries.load(directory)

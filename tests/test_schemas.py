@@ -1,0 +1,135 @@
+"""Bad input is a 422 that names the field, and never stores anything."""
+
+import httpx
+import pytest
+
+from api.schemas import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+
+pytestmark = pytest.mark.anyio
+
+JSON = {"content-type": "application/json"}
+GOOD = {"email": "ok@example.com", "name": "Ok"}
+BIGINT_MAX = 2**63 - 1
+
+BAD_BODIES = {
+    "not JSON": b'{"email": "a@example.com", ',
+    "not UTF-8": b'{"email": "\xff@example.com", "name": "x"}',
+    "a JSON array": b"[]",
+    "a JSON string": b'"hello"',
+    "empty body": b"",
+    "email a number": b'{"email": 42, "name": "x"}',
+    "name a list": b'{"email": "a@example.com", "name": ["x"]}',
+    "name null": b'{"email": "a@example.com", "name": null}',
+    "unknown field": b'{"email": "a@example.com", "name": "x", "admin": true}',
+    "id given": b'{"id": 7, "email": "a@example.com", "name": "x"}',
+    "email missing": b'{"name": "x"}',
+    "name missing": b'{"email": "a@example.com"}',
+    "email without @": b'{"email": "not-an-email", "name": "x"}',
+    "email without domain dot": b'{"email": "a@localhost", "name": "x"}',
+    "email with space": b'{"email": "a b@example.com", "name": "x"}',
+    "email with two @": b'{"email": "a@b@example.com", "name": "x"}',
+    "email empty": b'{"email": "", "name": "x"}',
+    "email too long": b'{"email": "' + b"a" * (EMAIL_MAX_LENGTH - 11) + b'@example.com", "name": "x"}',
+    "name empty": b'{"email": "a@example.com", "name": ""}',
+    "name blank": b'{"email": "a@example.com", "name": "   "}',
+    "name too long": b'{"email": "a@example.com", "name": "' + b"n" * (NAME_MAX_LENGTH + 1) + b'"}',
+    "NUL in name": b'{"email": "a@example.com", "name": "a\\u0000b"}',
+    "NUL in email": b'{"email": "a\\u0000@example.com", "name": "x"}',
+}
+
+
+async def count_users(client: httpx.AsyncClient) -> int:
+    return len((await client.get("/users", params={"limit": 1000})).json())
+
+
+def assert_422(response: httpx.Response) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 422 and body["title"] == "Unprocessable Entity"
+    assert body["errors"] and all({"loc", "msg", "type"} == set(error) for error in body["errors"])
+    assert body["detail"]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+async def test_bad_create_bodies_are_422_and_store_nothing(client: httpx.AsyncClient, body: bytes) -> None:
+    assert_422(await client.post("/users", content=body, headers=JSON))
+    assert await count_users(client) == 0
+
+
+# Leaving a field out is how a PATCH keeps it, so those two bodies are valid there.
+BAD_PATCHES = {why: body for why, body in BAD_BODIES.items() if why not in ("email missing", "name missing")}
+
+
+@pytest.mark.parametrize("body", BAD_PATCHES.values(), ids=BAD_PATCHES.keys())
+async def test_bad_patch_bodies_are_422_and_change_nothing(client: httpx.AsyncClient, body: bytes) -> None:
+    user = (await client.post("/users", json=GOOD)).json()
+
+    assert_422(await client.patch(f"/users/{user['id']}", content=body, headers=JSON))
+    assert (await client.get(f"/users/{user['id']}")).json() == user
+
+
+async def test_longest_allowed_values_are_accepted(client: httpx.AsyncClient) -> None:
+    email = "a" * (EMAIL_MAX_LENGTH - 12) + "@example.com"
+    name = "n" * NAME_MAX_LENGTH
+
+    response = await client.post("/users", json={"email": email, "name": name})
+
+    assert response.status_code == 201
+    assert (response.json()["email"], response.json()["name"]) == (email, name)
+
+
+async def test_the_422_names_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/users", json={"email": "nope", "name": "x"})
+
+    assert_422(response)
+    assert response.json()["errors"][0]["loc"] == ["body", "email"]
+    assert "body.email" in response.json()["detail"]
+
+
+BAD_QUERIES = {
+    "limit 0": {"limit": "0"},
+    "limit 1001": {"limit": "1001"},
+    "limit text": {"limit": "ten"},
+    "limit fraction": {"limit": "1.5"},
+    "limit 10.0": {"limit": "10.0"},
+    "limit with spaces": {"limit": " 10"},
+    "limit with underscore": {"limit": "1_0"},
+    "after negative": {"after": "-1"},
+    "after beyond bigint": {"after": str(BIGINT_MAX + 1)},
+    "after huge": {"after": "9" * 40},
+    "after text": {"after": "x"},
+}
+
+
+@pytest.mark.parametrize("params", BAD_QUERIES.values(), ids=BAD_QUERIES.keys())
+async def test_bad_list_parameters_are_422(client: httpx.AsyncClient, params: dict[str, str]) -> None:
+    assert_422(await client.get("/users", params=params))
+
+
+async def test_limit_and_after_at_their_bounds_are_accepted(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/users", params={"limit": 1000, "after": BIGINT_MAX})).status_code == 200
+    assert (await client.get("/users", params={"limit": 1, "after": 0})).status_code == 200
+
+
+ARABIC_INDIC_ONE = "\u0661"
+BAD_IDS = [
+    *("0", "-1", "+1", str(BIGINT_MAX + 1), "9" * 40),
+    *("abc", "1.0", "1e3", "1_0", "%201", ARABIC_INDIC_ONE),
+]
+
+
+@pytest.mark.parametrize("user_id", BAD_IDS)
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+async def test_bad_ids_are_422(client: httpx.AsyncClient, method: str, user_id: str) -> None:
+    await client.post("/users", json=GOOD)
+    body = {"json": {"name": "x"}} if method == "PATCH" else {}
+
+    assert_422(await client.request(method, f"/users/{user_id}", **body))  # type: ignore[arg-type]
+    assert await count_users(client) == 1
+
+
+async def test_the_largest_bigint_id_is_a_404_not_an_error(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/users/{BIGINT_MAX}")
+
+    assert response.status_code == 404

@@ -1,0 +1,54 @@
+"""Settings come from the environment, with checked values."""
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from api.settings import Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    settings = Settings(_env_file=None)
+
+    assert settings.database_url is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/app")
+    monkeypatch.setenv("POOL_MAX_SIZE", "25")
+    monkeypatch.setenv("PORT", "9000")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.database_url == "postgresql://u:p@db:5432/app"
+    assert (settings.pool_max_size, settings.port) == (25, 9000)
+
+
+def test_an_empty_database_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "")
+
+    assert Settings(_env_file=None).database_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATABASE_URL", "mysql://u@h/d"), ("PORT", "70000"), ("POOL_ACQUIRE_TIMEOUT", "0"), ("WORKERS", "0")],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings(_env_file=None)
+
+
+def test_the_readme_documents_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `?([^|`]*?)`? \|", readme, flags=re.MULTILINE))
+
+    for name, field in Settings.model_fields.items():
+        default = "unset" if field.default is None else str(field.default)
+        assert rows.get(name.upper()) == default, f"README row for {name.upper()}"

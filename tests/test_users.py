@@ -1,0 +1,204 @@
+"""The /users contract, over HTTP against the migrated database."""
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
+
+
+async def create(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
+    response = await client.post("/users", json={"email": email, "name": name})
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str)
+    assert isinstance(body["title"], str)
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+async def test_create_returns_the_user_and_its_location(client: httpx.AsyncClient) -> None:
+    response = await client.post("/users", json=ADA)
+
+    assert response.status_code == 201
+    user = response.json()
+    assert set(user) == {"id", "email", "name", "created_at", "updated_at"}
+    assert user["email"] == ADA["email"] and user["name"] == ADA["name"]
+    assert isinstance(user["id"], int) and user["id"] >= 1
+    assert response.headers["location"] == f"/users/{user['id']}"
+    for stamp in ("created_at", "updated_at"):
+        parsed = datetime.fromisoformat(user[stamp])
+        assert parsed.tzinfo is not None, "RFC 3339 times carry their offset"
+        assert user[stamp].endswith("Z")
+
+
+async def test_create_with_a_taken_email_is_409_whatever_its_case(client: httpx.AsyncClient) -> None:
+    await create(client, "Ada@Example.com")
+
+    for email in ("Ada@Example.com", "ada@example.com", "ADA@EXAMPLE.COM"):
+        body = assert_problem(await client.post("/users", json={"email": email, "name": "Other"}), 409)
+        assert email in str(body["detail"])
+    listed = (await client.get("/users")).json()
+    assert [user["email"] for user in listed] == ["Ada@Example.com"]
+
+
+async def test_non_ascii_emails_are_unique_case_insensitively(client: httpx.AsyncClient) -> None:
+    await create(client, "élodie@example.com")
+
+    assert_problem(await client.post("/users", json={"email": "ÉLODIE@example.com", "name": "É"}), 409)
+
+
+async def test_get_returns_the_user(client: httpx.AsyncClient) -> None:
+    created = await create(client, "grace@example.com", "Grace Hopper")
+
+    response = await client.get(f"/users/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_get_of_an_unknown_id_is_404(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/users/424242"), 404)
+    assert "424242" in str(body["detail"])
+
+
+async def test_patch_changes_only_the_fields_given_and_moves_updated_at(client: httpx.AsyncClient) -> None:
+    created = await create(client, "alan@example.com", "Alan")
+
+    response = await client.patch(f"/users/{created['id']}", json={"name": "Alan Turing"})
+
+    assert response.status_code == 200
+    updated = response.json()
+    assert updated["name"] == "Alan Turing"
+    assert updated["email"] == "alan@example.com"
+    assert updated["created_at"] == created["created_at"]
+    assert datetime.fromisoformat(updated["updated_at"]) > datetime.fromisoformat(str(created["updated_at"]))
+    assert (await client.get(f"/users/{created['id']}")).json() == updated
+
+
+async def test_patch_email_and_name_together(client: httpx.AsyncClient) -> None:
+    created = await create(client, "old@example.com", "Old")
+
+    response = await client.patch(f"/users/{created['id']}", json={"email": "new@example.com", "name": "New"})
+
+    assert response.status_code == 200
+    assert (response.json()["email"], response.json()["name"]) == ("new@example.com", "New")
+
+
+async def test_patch_may_change_the_case_of_ones_own_email(client: httpx.AsyncClient) -> None:
+    created = await create(client, "case@example.com")
+
+    response = await client.patch(f"/users/{created['id']}", json={"email": "CASE@example.com"})
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "CASE@example.com"
+
+
+async def test_patch_to_an_email_of_another_user_is_409(client: httpx.AsyncClient) -> None:
+    await create(client, "taken@example.com", "First")
+    second = await create(client, "free@example.com", "Second")
+
+    assert_problem(await client.patch(f"/users/{second['id']}", json={"email": "TAKEN@example.com"}), 409)
+    assert (await client.get(f"/users/{second['id']}")).json() == second
+
+
+async def test_patch_of_an_unknown_id_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.patch("/users/999", json={"name": "Nobody"}), 404)
+
+
+@pytest.mark.parametrize("body", [{}, {"name": None}, {"email": None}, {"email": None, "name": "X"}])
+async def test_patch_needs_at_least_one_real_value(
+    client: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    created = await create(client, "keep@example.com", "Keep")
+
+    problem = assert_problem(await client.patch(f"/users/{created['id']}", json=body), 422)
+
+    assert problem["errors"]
+    assert (await client.get(f"/users/{created['id']}")).json() == created
+
+
+async def test_delete_removes_the_user(client: httpx.AsyncClient) -> None:
+    created = await create(client, "gone@example.com")
+
+    response = await client.delete(f"/users/{created['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert_problem(await client.get(f"/users/{created['id']}"), 404)
+    assert_problem(await client.delete(f"/users/{created['id']}"), 404)
+
+
+async def test_a_deleted_users_email_can_be_used_again(client: httpx.AsyncClient) -> None:
+    created = await create(client, "again@example.com")
+    await client.delete(f"/users/{created['id']}")
+
+    again = await create(client, "again@example.com")
+
+    assert again["id"] != created["id"]
+
+
+async def test_list_is_ordered_by_id_with_default_limit_50(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, f"user{n}@example.com"))["id"] for n in range(55)]
+
+    response = await client.get("/users")
+
+    assert response.status_code == 200
+    assert [user["id"] for user in response.json()] == ids[:50]
+    assert response.headers["link"] == f'</users?limit=50&after={ids[49]}>; rel="next"'
+
+
+async def test_list_after_an_id_starts_past_it(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, f"after{n}@example.com"))["id"] for n in range(5)]
+
+    response = await client.get("/users", params={"after": ids[1], "limit": 2})
+
+    assert [user["id"] for user in response.json()] == ids[2:4]
+
+
+async def test_walking_the_link_headers_visits_every_user_once(client: httpx.AsyncClient) -> None:
+    ids = [(await create(client, f"walk{n}@example.com"))["id"] for n in range(11)]
+
+    seen: list[object] = []
+    url: str | None = "/users?limit=4"
+    pages = 0
+    while url is not None:
+        response = await client.get(url)
+        assert response.status_code == 200
+        seen += [user["id"] for user in response.json()]
+        pages += 1
+        link = response.headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+
+    assert seen == ids
+    assert pages == 3
+
+
+async def test_no_link_when_the_page_ends_exactly_at_the_last_user(client: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await create(client, f"exact{n}@example.com")
+
+    response = await client.get("/users", params={"limit": 3})
+
+    assert len(response.json()) == 3
+    assert "link" not in response.headers
+
+
+async def test_empty_table_lists_nothing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users")
+
+    assert response.status_code == 200
+    assert response.json() == []
+    assert "link" not in response.headers
