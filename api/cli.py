@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -22,6 +23,8 @@ log = logging.getLogger("users_api")
 def database_url(settings: Settings) -> Iterator[str]:
     """DATABASE_URL when set; otherwise the embedded server's, for as long as the block runs."""
     if settings.database_url is not None:
+        where = urlsplit(settings.database_url)
+        log.info("PostgreSQL from DATABASE_URL: %s:%s%s", where.hostname, where.port or 5432, where.path)
         yield settings.database_url
         return
     with embedded_postgres(settings.embedded_pgdata, settings.embedded_pgport) as server:

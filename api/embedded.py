@@ -167,7 +167,9 @@ class _Runner:
 
     def pg_ctl_stop(self, cluster: Path) -> None:
         stopped = self.run("pg_ctl", "stop", "-D", str(cluster), "-m", "fast", "-w", "-t", "30")
-        if stopped.returncode != 0:
+        if stopped.returncode == 0:
+            log.info("embedded PostgreSQL stopped")
+        else:
             log.warning("pg_ctl stop: %s", stopped.stdout.strip())
 
 

@@ -64,13 +64,12 @@ DATABASE_UNAVAILABLE = (
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
-        # FastAPI answers 400 for a body it cannot decode (not UTF-8); that is malformed JSON, like the rest.
-        error = {
-            "loc": ["body"],
-            "msg": f"the body is not valid JSON: {exc.__cause__}",
-            "type": "json_invalid",
-        }
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI's answer to a body it could not decode (not UTF-8, nested too deeply for the parser):
+        # malformed JSON, a 422 like every other.
+        cause = exc.__cause__
+        reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)
+        error = {"loc": ["body"], "msg": f"the body is not valid JSON: {reason}", "type": "json_invalid"}
         return problem(422, f"body: {error['msg']}", errors=[error])
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 

@@ -16,11 +16,12 @@ from fastapi import FastAPI
 from psycopg.conninfo import conninfo_to_dict
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
-from support import free_port, fresh_database, make_settings, serve, url_of
 
 from api import migrations
 from api.app import create_app
 from api.embedded import embedded_postgres
+
+from support import free_port, fresh_database, make_settings, postgres_url, serve, url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE = "users_api_test"
@@ -52,8 +53,8 @@ def postgresql_server() -> Iterator[NoopExecutor]:
         )
 
 
-def _apply_migrations(host: str, port: int, user: str, dbname: str, password: str, **_: Any) -> None:
-    migrations.apply(f"postgresql://{user}:{password}@{host}:{port}/{dbname}")
+def _apply_migrations(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
+    migrations.apply(postgres_url(host, port, user, password, dbname))
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,13 @@ def free_port() -> int:
         return port
 
 
+def postgres_url(host: str, port: int, user: str, password: str | None, database: str) -> str:
+    login = user if password is None else f"{user}:{password}"
+    return f"postgresql://{login}@{host}:{port}/{database}"
+
+
 def url_of(server: NoopExecutor, database: str) -> str:
-    return f"postgresql://{server.user}:{server.password}@{server.host}:{server.port}/{database}"
+    return postgres_url(server.host, server.port, server.user, server.password, database)
 
 
 def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False) -> DatabaseJanitor:

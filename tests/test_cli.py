@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import free_port
 from test_embedded import alive, server_pid
 
 from api import cli, embedded
+
+from support import free_port, make_settings
 
 
 class Service:
@@ -96,3 +97,11 @@ def test_a_bad_setting_is_one_line_naming_it(
     message = capsys.readouterr().err
     assert message.startswith("users-api: invalid configuration: PORT:")
     assert message.count("\n") == 1
+
+
+def test_with_database_url_no_embedded_server_is_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "no_such_wheel_installed")  # would fail if asked for
+    given = "postgresql://app:pw@db.example:5432/app"
+
+    with cli.database_url(make_settings(given)) as url:
+        assert url == given

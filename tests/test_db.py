@@ -1,13 +1,15 @@
 """The pool: opened and closed by the lifespan, one connection per request, bounded waits."""
 
+import anyio
 import psycopg
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from support import make_settings, pool_kept_busy, serve
 
 from api.app import create_app
-from api.db import Conn, Database
+from api.db import Conn, Database, close_pool, open_pool
+
+from support import make_settings, pool_kept_busy, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +93,18 @@ async def test_an_unreachable_database_is_a_503_not_a_500(free_tcp_port: int) ->
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert "127.0.0.1" not in response.text
+
+
+async def test_closing_waits_a_bounded_time_for_busy_connections(
+    database_url: str, postgresql: psycopg.Connection
+) -> None:
+    pool = await open_pool(make_settings(database_url, pool_min_size=1, pool_max_size=1))
+    await pool.acquire()  # a request that never finishes
+    assert users_api_connections(postgresql) == 1
+
+    with anyio.fail_after(5):
+        await close_pool(pool, grace=0.2)
+
+    assert pool.is_closing()
+    await anyio.sleep(0.1)  # the server notices the closed socket
+    assert users_api_connections(postgresql) == 0

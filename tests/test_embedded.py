@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import free_port
 
 from api import embedded
 from api.embedded import EmbeddedError, embedded_postgres
+
+from support import free_port
 
 
 def server_pid(scratch_pgdata: Path) -> int | None:

@@ -3,9 +3,10 @@
 import httpx
 import psycopg
 import pytest
-from support import make_settings, pool_kept_busy, serve
 
 from api.app import create_app
+
+from support import make_settings, pool_kept_busy, serve
 
 pytestmark = pytest.mark.anyio
 

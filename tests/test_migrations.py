@@ -1,13 +1,15 @@
 """The migrations: up, down and up again, on an empty database, as yoyo applies them."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
 from pytest_postgresql.executors import NoopExecutor
-from support import fresh_database, url_of
 
 from api import migrations
+
+from support import fresh_database, url_of
 
 EMPTY_DATABASE = "users_api_migrations_test"
 
@@ -65,3 +67,12 @@ def test_yoyo_url_uses_psycopg() -> None:
     assert migrations.yoyo_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         migrations.yoyo_url("mysql://u@h/d")
+
+
+def test_concurrent_deploys_apply_each_migration_once(empty_database: str) -> None:
+    # Two deploys migrating at once: yoyo's lock makes the second wait, then find nothing to do.
+    with ThreadPoolExecutor(max_workers=2) as deploys:
+        results = list(deploys.map(migrations.apply, [empty_database, empty_database]))
+
+    assert sorted(results) == [[], ["0001_create_users"]]
+    assert schema(empty_database)["tables"] == {"users"}

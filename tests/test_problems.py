@@ -3,6 +3,7 @@
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from support import serve
 
 pytestmark = pytest.mark.anyio

@@ -15,6 +15,8 @@ BAD_BODIES = {
     "not JSON": b'{"email": "a@example.com", ',
     "not UTF-8": b'{"email": "\xff@example.com", "name": "x"}',
     "a JSON array": b"[]",
+    "nested too deeply": b"[" * 30000 + b"]" * 30000,
+    "number too large": b'{"email": 1e999, "name": "x"}',
     "a JSON string": b'"hello"',
     "empty body": b"",
     "email a number": b'{"email": 42, "name": "x"}',

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -202,3 +203,18 @@ async def test_empty_table_lists_nothing(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json() == []
     assert "link" not in response.headers
+
+
+async def test_concurrent_creates_of_one_email_make_one_user(client: httpx.AsyncClient) -> None:
+    statuses: list[int] = []
+
+    async def attempt(n: int) -> None:
+        body = {"email": "RACE@example.com" if n % 2 else "race@example.com", "name": f"Racer {n}"}
+        statuses.append((await client.post("/users", json=body)).status_code)
+
+    async with anyio.create_task_group() as tasks:
+        for n in range(10):
+            tasks.start_soon(attempt, n)
+
+    assert sorted(statuses) == [201] + [409] * 9
+    assert len((await client.get("/users")).json()) == 1
