@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from types import FrameType
 from urllib.parse import urlsplit
 
+import psycopg
 from pydantic import ValidationError
+from yoyo.exceptions import LockTimeout
 
 from api import migrations
 from api.embedded import EmbeddedError, embedded_postgres
@@ -91,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbeddedError as error:
         print(f"users-api: {error}", file=sys.stderr)
         return 2
+    except (psycopg.Error, LockTimeout) as error:  # from the migrations, before anything serves
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        print(f"users-api: migrations failed: {reason}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -105,3 +105,19 @@ def test_with_database_url_no_embedded_server_is_started(monkeypatch: pytest.Mon
 
     with cli.database_url(make_settings(given)) as url:
         assert url == given
+
+
+def test_an_unreachable_database_url_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    free_tcp_port: int,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody:nothing@127.0.0.1:{free_tcp_port}/none")
+
+    assert cli.main(["migrate"]) == 1
+
+    message = capsys.readouterr().err
+    assert message.startswith("users-api: migrations failed:") and "refused" in message
+    assert message.count("\n") == 1
