@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test migrate lint typecheck clean
+.PHONY: run test migrate bench bench-quick bench-levers bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -12,10 +12,22 @@ migrate: $(VENV)/.run-installed
 	$(BIN)/users-api migrate
 
 test: $(VENV)/.dev-installed
-	$(BIN)/ruff check api tests
-	$(BIN)/ruff format --check api tests
+	$(BIN)/ruff check api tests bench
+	$(BIN)/ruff format --check api tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.run --quick
+
+bench-levers: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.levers
+
+bench-profile: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.profile --workload $(or $(WORKLOAD),get)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +39,10 @@ $(VENV)/.run-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 
 $(VENV)/.dev-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@ $(VENV)/.run-installed $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	touch $@ $(VENV)/.run-installed
 
 clean:

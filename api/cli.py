@@ -1,6 +1,7 @@
 """`users-api serve | migrate`: the service's command line."""
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -58,6 +59,16 @@ def serve(settings: Settings) -> None:
         )
 
 
+def seed(settings: Settings, count: int) -> None:
+    from api.seed import seed as load
+
+    with database_url(settings) as url:
+        _apply_migrations(url)
+        log.info("seeding %d users through COPY", count)
+        rate = asyncio.run(load(url, count))
+        log.info("seeded %d users: %.0f rows/s", count, rate)
+
+
 def _apply_migrations(url: str) -> None:
     applied = migrations.apply(url)
     log.info("migrations applied: %s", ", ".join(applied) if applied else "none pending")
@@ -73,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="apply pending migrations, then serve HTTP (HOST, PORT, WORKERS)")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    seeding = commands.add_parser("seed", help="load N synthetic users through COPY")
+    seeding.add_argument("count", type=int, metavar="N")
     args = parser.parse_args(argv)
 
     try:
@@ -81,13 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         print(f"users-api: invalid configuration: {problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if args.command == "serve":
             serve(settings)
+        elif args.command == "seed":
+            seed(settings, args.count)
         else:
             migrate(settings)
     except EmbeddedError as error:

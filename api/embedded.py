@@ -87,9 +87,7 @@ def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Ite
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
             runner.pg_ctl_stop(cluster)
         settings = [f"port={port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
-        runner.pg_ctl_start(
-            cluster, data_dir / "postgresql.log", settings + ([] if durable else list(NOT_DURABLE))
-        )
+        runner.pg_ctl_start(cluster, data_dir / "postgresql.log", settings + ([] if durable else list(NOT_DURABLE)))
         try:
             _ensure_database(runner, server)
             yield server
@@ -127,9 +125,7 @@ class _Runner:
         if self.user is not None:
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
-    def run(
-        self, program: str, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, program: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         extra: dict[str, Any] = {}
         if self.user is not None:
             extra = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}

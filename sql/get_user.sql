@@ -1,12 +1,14 @@
--- get_user: one user by id.
+-- get_user: one user by id, as its public JSON.
 -- Parameters: $1 id (bigint).
--- Returns: the user's row, or no row.
+-- Returns: the user's JSON (body), or no row. Times in the session's TimeZone (UTC for the service).
 
 SELECT
-    id,
-    email,
-    name,
-    created_at,
-    updated_at
+    json_build_object(
+        'id', id,
+        'email', email,
+        'name', name,
+        'created_at', created_at,
+        'updated_at', updated_at
+    )::text AS body
 FROM users
 WHERE id = $1;

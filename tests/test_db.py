@@ -15,17 +15,13 @@ pytestmark = pytest.mark.anyio
 
 
 def users_api_connections(postgresql: psycopg.Connection) -> int:
-    row = postgresql.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'users-api'"
-    ).fetchone()
+    row = postgresql.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'users-api'").fetchone()
     postgresql.commit()
     assert row is not None
     return int(row[0])
 
 
-async def test_the_lifespan_opens_the_pool_and_closes_it(
-    database_url: str, postgresql: psycopg.Connection
-) -> None:
+async def test_the_lifespan_opens_the_pool_and_closes_it(database_url: str, postgresql: psycopg.Connection) -> None:
     app = create_app(make_settings(database_url, pool_min_size=3, pool_max_size=3))
 
     async with serve(app) as client:
@@ -51,9 +47,7 @@ async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(da
         assert (await client.get("/idle-while-sending")).text == "1"
 
 
-async def test_an_exhausted_pool_is_a_503_with_retry_after(
-    database_url: str, postgresql: psycopg.Connection
-) -> None:
+async def test_an_exhausted_pool_is_a_503_with_retry_after(database_url: str, postgresql: psycopg.Connection) -> None:
     settings = make_settings(database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.2)
     app = create_app(settings)
     async with serve(app) as client:
@@ -68,9 +62,7 @@ async def test_an_exhausted_pool_is_a_503_with_retry_after(
         assert patched[0].status_code == 200
 
 
-async def test_a_query_over_the_command_timeout_is_a_503(
-    database_url: str, postgresql: psycopg.Connection
-) -> None:
+async def test_a_query_over_the_command_timeout_is_a_503(database_url: str, postgresql: psycopg.Connection) -> None:
     app = create_app(make_settings(database_url, command_timeout=0.3))
     async with serve(app) as client:
         user = (await client.post("/users", json={"email": "slow@example.com", "name": "S"})).json()

@@ -45,9 +45,7 @@ with embedded_postgres(Path(sys.argv[1]), int(sys.argv[2]), durable=False) as se
 
 def test_a_server_left_by_a_killed_parent_is_stopped_and_its_data_kept(scratch_pgdata: Path) -> None:
     port = free_port()
-    killed = subprocess.run(
-        [sys.executable, "-c", ORPHAN_SCRIPT, str(scratch_pgdata), str(port)], check=False
-    )
+    killed = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT, str(scratch_pgdata), str(port)], check=False)
     assert killed.returncode == -signal.SIGKILL
     orphan = server_pid(scratch_pgdata)
     assert orphan is not None and alive(orphan), "the killed parent left its server running"

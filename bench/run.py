@@ -1,0 +1,313 @@
+"""`make bench`: users-api beside the ORM way and the ceilings, on one PostgreSQL, in one run.
+
+Every system gets the same load (wrk, 64 connections, warm-up discarded), the same database and
+data, in rounds whose order rotates. Writes bench/results/<timestamp>.md and a PNG chart.
+"""
+
+import argparse
+import asyncio
+import json
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+
+from api import migrations
+from api.embedded import EmbeddedServer, embedded_postgres
+from bench import dbceiling, procstat, report, systems, wrk
+from bench.report import Run
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCH_DATABASE = "users_api_bench"
+WORKLOADS = ["create", "get", "list_start", "list_deep", "mix"]
+ALL_SYSTEMS = ["users-api", "orm", "http-ceiling", "db-asyncpg", "db-pgbench"]
+
+# Fixed statements of the harness's own (not the service's): a fresh database for every run.
+DROP_DATABASE = "DROP DATABASE IF EXISTS users_api_bench WITH (FORCE)"
+CREATE_DATABASE = "CREATE DATABASE users_api_bench"
+VACUUM = "VACUUM (ANALYZE) users"
+BACKEND_PID = "SELECT pg_backend_pid()"
+SETTINGS = (
+    "SELECT name, setting, unit FROM pg_settings WHERE name IN ("
+    "'server_version', 'shared_buffers', 'effective_cache_size', 'work_mem', 'max_connections', "
+    "'fsync', 'synchronous_commit', 'full_page_writes', 'wal_level', 'jit', 'random_page_cost', "
+    "'max_wal_size', 'checkpoint_timeout') ORDER BY name"
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int
+    warmup: float
+    seconds: float
+    rows: int
+    connections: int
+    db_connections: int
+    workers: int
+    quick: bool
+    systems: tuple[str, ...] = tuple(ALL_SYSTEMS)
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
+
+
+@dataclass(frozen=True)
+class Database:
+    admin_url: str  # the server's own database, to create the bench database from
+    url: str
+    server: dbceiling.Server
+    postmaster_pid: int | None
+    bin_dir: Path | None
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds discarded before each measurement")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="users seeded before measuring")
+    parser.add_argument("--connections", type=int, default=64, help="HTTP connections of the load")
+    parser.add_argument("--db-connections", type=int, default=10, help="connections of the database ceilings")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of every HTTP system")
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated subset, for quick A/B runs")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.warmup, args.seconds, args.rows = 1, 1.0, 2.0, 20_000
+    return Config(
+        args.rounds, args.warmup, args.seconds, args.rows, args.connections, args.db_connections, args.workers,
+        args.quick, tuple(args.systems.split(",")), tuple(args.workloads.split(",")),
+    )  # fmt: skip
+
+
+@contextmanager
+def database(pgdata: Path) -> Iterator[Database]:
+    """The bench database on DATABASE_URL's server, or on an embedded server over TCP."""
+    given = _environment_database_url()
+    if given:
+        yield _bench_database(given, bin_dir=None)
+        return
+    with embedded_postgres(pgdata, _free_port()) as server:
+        yield _bench_database(server.url(), bin_dir=server.bin_dir, embedded=server)
+
+
+def _bench_database(admin_url: str, bin_dir: Path | None, embedded: EmbeddedServer | None = None) -> Database:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(DROP_DATABASE)
+        conn.execute(CREATE_DATABASE)
+        backend = conn.execute(BACKEND_PID).fetchone()
+    parts = urlsplit(admin_url)
+    url = parts._replace(path=f"/{BENCH_DATABASE}").geturl()
+    server = dbceiling.Server(
+        parts.hostname or "127.0.0.1",
+        parts.port or 5432,
+        parts.username or "postgres",
+        parts.password,
+        BENCH_DATABASE,
+    )
+    postmaster = None
+    if embedded is not None:
+        postmaster = int((embedded.data_dir / "cluster" / "postmaster.pid").read_text().split()[0])
+    elif backend is not None and Path(f"/proc/{backend[0]}").exists():  # a server on this machine
+        postmaster = int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return Database(admin_url, url, server, postmaster, bin_dir)
+
+
+def _environment_database_url() -> str | None:
+    import os
+
+    return os.environ.get("DATABASE_URL") or None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def seed(db: Database, rows: int) -> tuple[float, str]:
+    """Migrate and seed through the service's own CLI; return rows/s and the command."""
+    migrations.apply(db.url)
+    command = [sys.executable, "-m", "api", "seed", str(rows)]
+    done = subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, check=True, env=_env(DATABASE_URL=db.url, LOG_LEVEL="info")
+    )
+    rate = float(re.search(r"seeded \d+ users: (\d+) rows/s", done.stderr).group(1))  # type: ignore[union-attr]
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(VACUUM)
+    return rate, "DATABASE_URL=... users-api seed " + str(rows)
+
+
+def _env(**values: str) -> dict[str, str]:
+    import os
+
+    return dict(os.environ) | values
+
+
+def measure_http(system: systems.System, workload: str, config: Config, db: Database) -> Run:
+    tag = secrets.token_hex(4)
+    warm = wrk.run(system.url, workload, config.rows, tag + "w", config.connections, config.warmup)
+    cpu_api, cpu_pg = procstat.cpu_seconds(system.pid), _pg_cpu(db)
+    result = wrk.run(system.url, workload, config.rows, tag, config.connections, config.seconds)
+    cpu_api, cpu_pg = procstat.cpu_seconds(system.pid) - cpu_api, _pg_cpu(db) - cpu_pg
+    per_request = 1e6 / max(result.requests, 1)
+    return Run(
+        round=0,
+        system=system.name,
+        workload=workload,
+        rps=result.requests / result.seconds,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        errors=result.errors + warm.errors,
+        api_cpu_us=cpu_api * per_request,
+        pg_cpu_us=cpu_pg * per_request if db.postmaster_pid else None,
+        api_rss_mib=procstat.peak_rss_mib(system.pid),
+    )
+
+
+def measure_asyncpg(workload: str, config: Config, db: Database) -> Run:
+    cpu_pg = _pg_cpu(db)
+    started = time.perf_counter()
+    measured = asyncio.run(
+        dbceiling.drive_asyncpg(
+            db.url,
+            workload,
+            config.rows,
+            secrets.token_hex(4),
+            config.db_connections,
+            config.warmup,
+            config.seconds,
+        )
+    )
+    # The PostgreSQL CPU of the warm-up is in this delta too; spread over the whole run's operations.
+    elapsed = time.perf_counter() - started
+    cpu_pg = _pg_cpu(db) - cpu_pg
+    operations = measured.requests * elapsed / measured.seconds
+    return Run(0, "db-asyncpg", workload, measured.requests / measured.seconds, measured.p50_ms, measured.p99_ms,
+               0, None, cpu_pg * 1e6 / max(operations, 1) if db.postmaster_pid else None, None)  # fmt: skip
+
+
+def measure_pgbench(
+    pgbench: Path, scripts: dict[str, Path], workload: str, config: Config, db: Database
+) -> tuple[Run, list[str]]:
+    connections = config.db_connections
+    warm = dbceiling.pgbench_command(
+        pgbench, scripts, workload, config.rows, connections, max(config.warmup, 1), db.server
+    )
+    dbceiling.run_pgbench(warm, db.server)
+    command = dbceiling.pgbench_command(pgbench, scripts, workload, config.rows, connections, config.seconds, db.server)
+    cpu_pg = _pg_cpu(db)
+    measured = dbceiling.run_pgbench(command, db.server)
+    cpu_pg = _pg_cpu(db) - cpu_pg
+    run = Run(0, "db-pgbench", workload, measured.requests / measured.seconds, measured.p50_ms, measured.p99_ms,
+              0, None, cpu_pg * 1e6 / max(measured.requests, 1) if db.postmaster_pid else None, None)  # fmt: skip
+    return run, command
+
+
+def _pg_cpu(db: Database) -> float:
+    return procstat.cpu_seconds(db.postmaster_pid, with_reaped_children=True) if db.postmaster_pid else 0.0
+
+
+def fetch_bodies(system: systems.System, path: Path) -> None:
+    """Real users-api responses, for the HTTP ceiling to serve as bytes."""
+    user = httpx.get(f"{system.url}/users/1").json()
+    page = httpx.get(f"{system.url}/users", params={"limit": 100, "after": 0}).json()
+    path.write_text(json.dumps({"user": user, "page": page}), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    if wrk.find_wrk() is None:
+        print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    runs: list[Run] = []
+    commands: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch, database(ROOT / ".pgdata-bench") as db:
+        logs = Path(scratch)
+        progress(f"seeding {config.rows:,} users")
+        seed_rate, commands["seed"] = seed(db, config.rows)
+        progress(f"seeded at {seed_rate:,.0f} rows/s")
+        api = systems.users_api(db.url, _free_port(), config.workers)
+        http = [api, systems.orm(db.url, _free_port(), config.workers)]
+        for system in http:
+            system.start(logs)
+        fetch_bodies(api, logs / "bodies.json")
+        http.append(systems.http_ceiling(logs / "bodies.json", _free_port(), config.workers))
+        http[-1].start(logs)
+        pgbench = dbceiling.find_pgbench(db.bin_dir)
+        measurers: list[tuple[str, Callable[[str], Run]]] = [
+            *((s.name, lambda w, s=s: measure_http(s, w, config, db)) for s in http),
+            ("db-asyncpg", lambda w: measure_asyncpg(w, config, db)),
+        ]
+        if pgbench is not None:
+            scripts = dbceiling.pgbench_scripts(logs)
+            measurers.append(
+                ("db-pgbench", lambda w: _record(measure_pgbench(pgbench, scripts, w, config, db), commands))
+            )
+        measurers = [(name, measure) for name, measure in measurers if name in config.systems]
+        try:
+            for round_number in range(1, config.rounds + 1):
+                shift = (round_number - 1) % len(measurers)
+                order = measurers[shift:] + measurers[:shift]
+                for workload in config.workloads:
+                    for name, measure in order:
+                        run = measure(workload)
+                        run.round = round_number
+                        runs.append(run)
+                        progress(f"round {round_number}/{config.rounds} {workload:<10} {name:<12} {_line(run)}")
+        finally:
+            for system in http:
+                system.stop()
+        commands |= {
+            "load": " ".join(wrk.command("http://127.0.0.1:PORT", config.connections, config.seconds))
+            + "  (env BENCH_WORKLOAD, BENCH_ROWS, BENCH_TAG)",
+            **{s.name: " ".join(s.command) for s in http},
+        }
+        with psycopg.connect(db.url) as conn:
+            pg_settings = conn.execute(SETTINGS).fetchall()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    markdown, chart = report.write(
+        RESULTS / f"{stamp}.md", runs, config=asdict(config), seed_rate=seed_rate, commands=commands,
+        pg_settings=pg_settings, started=started, embedded=db.bin_dir is not None,
+    )  # fmt: skip
+    progress(f"wrote {markdown.relative_to(ROOT)} and {chart.relative_to(ROOT)}")
+    invalid = [run for run in runs if not run.valid]
+    if invalid:
+        progress(f"{len(invalid)} runs had errors and are marked invalid")
+    return 1 if invalid else 0
+
+
+def _record(measured: tuple[Run, list[str]], commands: dict[str, str]) -> Run:
+    run, command = measured
+    commands["pgbench"] = " ".join(command)
+    return run
+
+
+def _line(run: Run) -> str:
+    cpu = f" API {run.api_cpu_us:.0f} µs/req" if run.api_cpu_us is not None else ""
+    errors = f"  {run.errors} ERRORS (invalid)" if run.errors else ""
+    return f"{run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms{cpu}{errors}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

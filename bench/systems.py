@@ -1,0 +1,88 @@
+"""The HTTP systems under test, each a uvicorn process on its own port, started and stopped here."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+UVICORN = [
+    sys.executable,
+    "-m",
+    "uvicorn",
+    "--host",
+    "127.0.0.1",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+
+
+@dataclass
+class System:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, log_dir: Path) -> None:
+        log = (log_dir / f"{self.name}.log").open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - our own commands
+            self.command,
+            cwd=ROOT,
+            env=os.environ | self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {log.name}")
+            try:
+                if httpx.get(f"{self.url}/users/1", timeout=2).status_code < 500:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer within 60 s; see {log.name}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def users_api(database_url: str, port: int, workers: int) -> System:
+    """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools)."""
+    env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning"}
+    return System("users-api", [sys.executable, "-m", "api", "serve"], env, port)
+
+
+def orm(database_url: str, port: int, workers: int) -> System:
+    command = [*UVICORN, "--port", str(port), "--workers", str(workers), "bench.baselines.orm_app:app"]
+    return System("orm", command, {"DATABASE_URL": database_url}, port)
+
+
+def http_ceiling(bodies: Path, port: int, workers: int) -> System:
+    command = [*UVICORN, "--port", str(port), "--workers", str(workers), "bench.baselines.ceiling_app:app"]
+    return System("http-ceiling", command, {"BENCH_BODIES": str(bodies)}, port)

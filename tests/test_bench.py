@@ -1,0 +1,206 @@
+"""The benchmark harness: its baselines keep users-api's semantics, and its figures add up."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import psycopg
+import pytest
+
+from api.queries import SQL
+from bench import dbceiling, procstat, report, wrk
+from bench.profile import summarise
+
+from support import serve
+
+pytestmark = pytest.mark.anyio
+
+
+def load_baseline(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    module = importlib.import_module(f"bench.baselines.{name}")
+    return importlib.reload(module)  # read this test's environment, not an earlier one's
+
+
+async def test_the_orm_baseline_serves_the_same_contract(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    orm = load_baseline("orm_app", monkeypatch, DATABASE_URL=database_url)
+    try:
+        async with serve(orm.app) as client:
+            created = await client.post("/users", json={"email": "orm@example.com", "name": "O"})
+            taken = await client.post("/users", json={"email": "ORM@example.com", "name": "P"})
+            fetched = await client.get(f"/users/{created.json()['id']}")
+            missing = await client.get("/users/999999")
+            await client.post("/users", json={"email": "orm2@example.com", "name": "Q"})
+            page = await client.get("/users", params={"limit": 1})
+    finally:
+        await orm.engine.dispose()
+
+    assert created.status_code == 201
+    assert created.headers["location"] == f"/users/{created.json()['id']}"
+    assert set(created.json()) == {"id", "email", "name", "created_at", "updated_at"}
+    assert (taken.status_code, fetched.status_code, missing.status_code) == (409, 200, 404)
+    assert fetched.json() == created.json()
+    assert page.headers["link"] == f'</users?limit=1&after={created.json()["id"]}>; rel="next"'
+
+
+async def test_the_http_ceiling_serves_the_bodies_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = {"id": 7, "email": "c@example.com", "name": "C", "created_at": "x", "updated_at": "y"}
+    bodies = tmp_path / "bodies.json"
+    bodies.write_text(json.dumps({"user": user, "page": [user] * 3}))
+    ceiling = load_baseline("ceiling_app", monkeypatch, BENCH_BODIES=str(bodies))
+
+    async with serve(ceiling.app) as client:
+        one = await client.get("/users/7")
+        page = await client.get("/users", params={"limit": 100})
+        created = await client.post("/users", json={"email": "d@example.com", "name": "D"})
+
+    assert one.json() == user
+    assert page.json() == [user] * 3
+    assert "link" in page.headers
+    assert (created.status_code, created.headers["location"], created.json()) == (201, "/users/7", user)
+
+
+def test_wrk_results_are_read_with_every_error_counted() -> None:
+    line = (
+        'BENCH_RESULT {"requests":5000,"duration_us":2000000,"non2xx":3,"connect":1,"read":0,"write":0,'
+        '"timeout":2,"p50_us":4000,"p99_us":9000,"max_us":12000}'
+    )
+
+    result = wrk.parse("Running 2s test\n" + line + "\n")
+
+    assert (result.requests, result.seconds, result.p50_ms, result.p99_ms) == (5000, 2.0, 4.0, 9.0)
+    assert (result.non2xx, result.socket_errors, result.errors) == (3, 3, 6)
+
+
+def run(round_number: int, system: str, workload: str, rps: float, errors: int = 0) -> report.Run:
+    return report.Run(round_number, system, workload, rps, 10.0, 20.0, errors, 100.0, 50.0, 60.0)
+
+
+def fake_runs() -> list[report.Run]:
+    runs = []
+    for workload in report.WORKLOADS:
+        runs += [run(r, "users-api", workload, rps) for r, rps in ((1, 6000.0), (2, 7000.0), (3, 6500.0))]
+        runs += [run(r, "orm", workload, 1000.0) for r in (1, 2, 3)]
+        runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
+    runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
+    return runs
+
+
+def test_ratios_use_medians_of_valid_runs_only() -> None:
+    found = {what: (value, met) for what, value, _, met in report.ratios(fake_runs())}
+
+    assert found["users-api / ORM, get"] == (6.5, True)
+    assert found["users-api / ORM, list_start"] == (6.5, False)
+    assert found["users-api / HTTP ceiling, get"] == (0.65, True)
+    assert found["users-api p99 / p50, get"] == (2.0, True)
+
+
+def test_the_results_file_and_chart_are_written(tmp_path: Path) -> None:
+    markdown, chart = report.write(
+        tmp_path / "run.md",
+        fake_runs(),
+        config={
+            "quick": True,
+            "rounds": 3,
+            "warmup": 3,
+            "seconds": 10,
+            "connections": 64,
+            "workers": 1,
+            "db_connections": 10,
+            "rows": 1000,
+        },
+        seed_rate=123456.0,
+        commands={"load": "wrk ..."},
+        pg_settings=[("fsync", "on", None), ("shared_buffers", "16384", "8kB")],
+        started=datetime(2026, 1, 1),
+        embedded=True,
+    )
+
+    text = markdown.read_text()
+    assert chart.stat().st_size > 0
+    assert "| users-api / ORM, get | 6.50 | >= 5x | yes |" in text
+    assert "round 4 get users-api: 5 non-2xx or socket errors" in text
+    assert "| shared_buffers | 16384 8kB |" in text
+
+
+def test_cpu_of_a_process_tree_is_read_from_proc() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        before = procstat.cpu_seconds(os.getpid())
+        time.sleep(0.5)
+        after = procstat.cpu_seconds(os.getpid())
+        assert child.pid in procstat.descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+
+    assert after - before >= 0.3, "the busy child's CPU counts for its parent's tree"
+    assert procstat.peak_rss_mib(os.getpid()) > 10
+
+
+@pytest.mark.parametrize("workload", report.WORKLOADS)
+async def test_the_asyncpg_ceiling_runs_the_query_files(
+    database_url: str, postgresql: psycopg.Connection, workload: str
+) -> None:
+    postgresql.execute(
+        "INSERT INTO users (email, name) SELECT 'u' || n || '@example.com', 'U' FROM generate_series(1, 1200) n"
+    )
+    postgresql.commit()
+
+    measured = await dbceiling.drive_asyncpg(database_url, workload, 1200, "t", 2, warmup=0.1, seconds=0.3)
+
+    assert measured.requests > 10
+    assert 0 < measured.p50_ms <= measured.p99_ms
+
+
+def test_pgbench_runs_the_same_statements(postgresql: psycopg.Connection, tmp_path: Path) -> None:
+    from api.embedded import find_binaries
+
+    postgresql.execute(
+        "INSERT INTO users (email, name) SELECT 'p' || n || '@example.com', 'P' FROM generate_series(1, 1200) n"
+    )
+    postgresql.commit()
+    info = postgresql.info
+    server = dbceiling.Server(info.host, info.port, info.user, info.password or None, info.dbname)
+    pgbench = dbceiling.find_pgbench(find_binaries())
+    assert pgbench is not None
+
+    scripts = dbceiling.pgbench_scripts(tmp_path)
+    command = dbceiling.pgbench_command(pgbench, scripts, "mix", 1200, 2, 1, server)
+    measured = dbceiling.run_pgbench(command, server)
+
+    assert "-M" in command and "prepared" in command
+    assert scripts["get"].read_text().endswith(SQL.get_user.replace("$1", ":id"))
+    assert measured.requests > 10
+    created = postgresql.execute("SELECT count(*) FROM users WHERE email LIKE 'pgbench.%'").fetchone()
+    assert created is not None and created[0] > 0, "the mix creates users too"
+
+
+def test_a_profile_is_folded_into_own_and_total_time(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text("main;serve;handle 6\nmain;serve;encode 3\nmain;idle 1\n")
+
+    summary = summarise(raw)
+
+    assert summary.startswith("10 samples")
+    assert " 60.0%  handle" in summary
+    assert " 90.0%  serve" in summary
+
+
+def test_without_wrk_the_harness_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import run
+
+    monkeypatch.setattr(wrk, "find_wrk", lambda: None)
+
+    assert run.main(["--quick"]) == 2
+    message = capsys.readouterr().err
+    assert "apt-get install wrk" in message and message.count("\n") == 1
