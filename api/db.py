@@ -54,20 +54,14 @@ async def open_pool(settings: Settings) -> "asyncpg.Pool[asyncpg.Record]":
     )
 
 
-class LeftInTransaction(Exception):
-    """A connection came back inside a transaction; the pool closes it instead of lending it again."""
-
-
 async def keep_session(conn: asyncpg.Connection) -> None:
-    """Replace asyncpg's reset query, a second round trip after every request.
+    """Replace asyncpg's reset query, a second round trip after every request, with nothing.
 
     That query (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) undoes session
     state. The query files run one statement each, in autocommit, and take no advisory lock,
-    declare no cursor, LISTEN to nothing and SET nothing: there is nothing to undo. Only a
-    connection left inside a transaction would carry state over, so that one is not reused.
+    declare no cursor, LISTEN to nothing and SET nothing: there is nothing to undo. A transaction
+    left open is still rolled back: asyncpg does that itself before calling this.
     """
-    if conn.is_in_transaction():
-        raise LeftInTransaction
 
 
 async def close_pool(pool: "asyncpg.Pool[asyncpg.Record]", grace: float) -> None:

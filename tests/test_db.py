@@ -100,3 +100,20 @@ async def test_closing_waits_a_bounded_time_for_busy_connections(
     assert pool.is_closing()
     await anyio.sleep(0.1)  # the server notices the closed socket
     assert users_api_connections(postgresql) == 0
+
+
+async def test_without_the_reset_query_an_open_transaction_is_still_rolled_back(
+    database_url: str, postgresql: psycopg.Connection
+) -> None:
+    pool = await open_pool(make_settings(database_url, pool_min_size=1, pool_max_size=1))
+    try:
+        conn = await pool.acquire()
+        await conn.execute("BEGIN")
+        await conn.execute("INSERT INTO users (email, name) VALUES ('left@example.com', 'Left open')")
+        await pool.release(conn)
+
+        async with pool.acquire() as again:
+            assert not again.is_in_transaction()
+            assert await again.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await pool.close()
