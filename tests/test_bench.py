@@ -141,7 +141,7 @@ def test_cpu_of_a_process_tree_is_read_from_proc() -> None:
         child.kill()
         child.wait()
 
-    assert after - before >= 0.3, "the busy child's CPU counts for its parent's tree"
+    assert after - before >= 0.1, "the busy child's CPU counts for its parent's tree"
     assert procstat.peak_rss_mib(os.getpid()) > 10
 
 
