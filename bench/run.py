@@ -7,8 +7,10 @@ data, in rounds whose order rotates. Writes bench/results/<timestamp>.md and a P
 import argparse
 import asyncio
 import json
+import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,7 +96,7 @@ def parse_args(argv: list[str] | None) -> Config:
 @contextmanager
 def database(pgdata: Path) -> Iterator[Database]:
     """The bench database on DATABASE_URL's server, or on an embedded server over TCP."""
-    given = _environment_database_url()
+    given = os.environ.get("DATABASE_URL")
     if given:
         yield _bench_database(given, bin_dir=None)
         return
@@ -124,15 +126,7 @@ def _bench_database(admin_url: str, bin_dir: Path | None, embedded: EmbeddedServ
     return Database(admin_url, url, server, postmaster, bin_dir)
 
 
-def _environment_database_url() -> str | None:
-    import os
-
-    return os.environ.get("DATABASE_URL") or None
-
-
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -148,18 +142,16 @@ def seed(db: Database, rows: int) -> tuple[float, str]:
     migrations.apply(db.url)
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
-        command, capture_output=True, text=True, check=True, env=_env(DATABASE_URL=db.url, LOG_LEVEL="info")
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"DATABASE_URL": db.url, "LOG_LEVEL": "info"},
     )
     rate = float(re.search(r"seeded \d+ users: (\d+) rows/s", done.stderr).group(1))  # type: ignore[union-attr]
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute(VACUUM)
     return rate, "DATABASE_URL=... users-api seed " + str(rows)
-
-
-def _env(**values: str) -> dict[str, str]:
-    import os
-
-    return dict(os.environ) | values
 
 
 def measure_http(system: systems.System, workload: str, config: Config, db: Database) -> Run:
