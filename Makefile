@@ -14,6 +14,8 @@ migrate: $(VENV)/.run-installed
 test: $(VENV)/.dev-installed
 	$(BIN)/ruff check api tests bench
 	$(BIN)/ruff format --check api tests bench
+	$(BIN)/sqlfluff lint sql migrations
+	$(BIN)/squawk --exclude=prefer-robust-stmts migrations/*.sql
 	$(BIN)/mypy
 	$(BIN)/pytest
 

@@ -1,5 +1,7 @@
 """The query files: all present, all loaded, each preparing against the migrated schema."""
 
+import ast
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -74,3 +76,56 @@ def test_an_empty_file_fails_the_load_and_is_named(tmp_path: Path, text: str) ->
 
     with pytest.raises(QueryFileError, match=r"list_users\.sql holds no SQL statement"):
         Queries.load(directory)
+
+
+API_DIR = Path(__file__).resolve().parent.parent / "api"
+SQL_TEXT = re.compile(
+    r"\b(select\s.+\sfrom|insert\s+into|delete\s+from|update\s+\w+\s+set|(create|alter|drop)\s+(table|index|database|role))\b",
+    re.IGNORECASE | re.DOTALL,
+)
+QUERY_METHODS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "prepare", "cursor", "copy_from_query"}
+
+
+def python_files() -> list[Path]:
+    return sorted(API_DIR.rglob("*.py"))
+
+
+def docstrings(tree: ast.AST) -> set[ast.AST]:
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(first.value)
+    return found
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda path: str(path.relative_to(API_DIR)))
+def test_no_sql_text_in_the_python_of_api(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node not in skip:
+            assert not SQL_TEXT.search(node.value), f"{path.name}:{node.lineno} holds SQL: {node.value!r}"
+        assert not isinstance(node, ast.JoinedStr) or not any(
+            isinstance(part, ast.Constant) and SQL_TEXT.search(str(part.value)) for part in node.values
+        ), f"{path.name}:{node.lineno} builds SQL in an f-string"
+
+
+@pytest.mark.parametrize("path", python_files(), ids=lambda path: str(path.relative_to(API_DIR)))
+def test_every_query_the_code_runs_comes_from_sql(path: Path) -> None:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in QUERY_METHODS:
+            first = node.args[0] if node.args else None
+            from_sql = (
+                isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "SQL"
+            )
+            assert from_sql, (
+                f"{path.name}:{node.lineno} runs {ast.unparse(first) if first else 'nothing'}, not SQL.<file>"
+            )
+
+
+def test_the_sql_text_check_can_fail() -> None:
+    assert SQL_TEXT.search("SELECT id FROM users WHERE id = $1")
+    assert SQL_TEXT.search("insert into users (email) values ($1)")
+    assert not SQL_TEXT.search("the email belongs to another user; select another one")
