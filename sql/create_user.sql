@@ -3,6 +3,7 @@
 -- Returns: the new user's id and public JSON (body); no row when users_email_key already holds
 -- the email. One round trip: the unique index decides, so two concurrent requests cannot both win.
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
+-- uses: users_email_key
 
 INSERT INTO users (
     email,

@@ -1,6 +1,7 @@
 -- get_user: one user by id, as its public JSON.
 -- Parameters: $1 id (bigint).
 -- Returns: the user's JSON (body), or no row. Times in the session's TimeZone (UTC for the service).
+-- uses: users_pkey
 
 SELECT
     json_build_object(

@@ -4,6 +4,7 @@
 -- Walks users_pkey from $1, so a page deep in the table costs what the first one does;
 -- the caller asks for one row more than it shows to learn whether a next page exists.
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
+-- uses: users_pkey
 
 SELECT
     id,

@@ -3,6 +3,7 @@
 -- Returns: the updated user's public JSON (body), or no row when the id does not exist.
 -- Raises unique_violation on users_email_key when the email belongs to another user.
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
+-- uses: users_pkey
 
 UPDATE users
 SET
