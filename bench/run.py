@@ -65,7 +65,6 @@ class Config:
 
 @dataclass(frozen=True)
 class Database:
-    admin_url: str  # the server's own database, to create the bench database from
     url: str
     server: dbceiling.Server
     postmaster_pid: int | None
@@ -123,7 +122,7 @@ def _bench_database(admin_url: str, bin_dir: Path | None, embedded: EmbeddedServ
         postmaster = int((embedded.data_dir / "cluster" / "postmaster.pid").read_text().split()[0])
     elif backend is not None and Path(f"/proc/{backend[0]}").exists():  # a server on this machine
         postmaster = int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return Database(admin_url, url, server, postmaster, bin_dir)
+    return Database(url, server, postmaster, bin_dir)
 
 
 def _free_port() -> int:
