@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test migrate bench bench-quick bench-levers bench-profile clean
+.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -18,6 +18,10 @@ test: $(VENV)/.dev-installed
 	$(BIN)/squawk --exclude=prefer-robust-stmts migrations/*.sql
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# sql/README.md, from the files' headers and their plans on a seeded table; make test checks it is current.
+sql-catalog: $(VENV)/.dev-installed
+	$(BIN)/pytest --quiet tests/test_catalog.py --write-sql-catalog
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.run

@@ -1,4 +1,4 @@
-"""`users-api serve | migrate`: the service's command line."""
+"""`users-api serve | migrate | seed`: the service's command line."""
 
 import argparse
 import asyncio
@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from urllib.parse import urlsplit
 
@@ -16,37 +17,47 @@ from pydantic import ValidationError
 from yoyo.exceptions import LockTimeout
 
 from api import migrations
-from api.embedded import EmbeddedError, embedded_postgres
+from api.embedded import EmbeddedError, embedded_postgres, prepare_service
 from api.settings import Settings
 
 log = logging.getLogger("users_api")
 
 
+@dataclass(frozen=True, slots=True)
+class Databases:
+    """The service's database twice: as the app role (the API's) and as the owner (the migrations')."""
+
+    app_url: str
+    owner_url: str
+
+
 @contextmanager
-def database_url(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise the embedded server's, for as long as the block runs."""
+def databases(settings: Settings) -> Iterator[Databases]:
+    """DATABASE_URL (and OWNER_DATABASE_URL) when set; otherwise the embedded server's, while the block runs."""
     if settings.database_url is not None:
         where = urlsplit(settings.database_url)
         log.info("PostgreSQL from DATABASE_URL: %s:%s%s", where.hostname, where.port or 5432, where.path)
-        yield settings.database_url
+        yield Databases(settings.database_url, settings.owner_database_url or settings.database_url)
         return
     with embedded_postgres(settings.embedded_pgdata, settings.embedded_pgport) as server:
+        owner, app = prepare_service(server)
         log.info("embedded PostgreSQL: data in %s, listening on 127.0.0.1:%d", server.data_dir, server.port)
         log.info("connect with: %s", server.psql_command())
-        yield server.url()
+        yield Databases(server.url(role=app), server.url(role=owner))
 
 
 def migrate(settings: Settings) -> None:
-    with database_url(settings) as url:
-        _apply_migrations(url)
+    with databases(settings) as found:
+        _apply_migrations(found)
 
 
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    with database_url(settings) as url:
-        _apply_migrations(url)  # once per deploy, before any worker starts
-        os.environ["DATABASE_URL"] = url  # what create_app() reads, in this process and in every worker
+    with databases(settings) as found:
+        if settings.migrate_on_serve:
+            _apply_migrations(found)  # once per deploy, before any worker starts
+        os.environ["DATABASE_URL"] = found.app_url  # what create_app() reads, in this process and in every worker
         uvicorn.run(
             "api.app:create_app",
             factory=True,
@@ -62,15 +73,15 @@ def serve(settings: Settings) -> None:
 def seed(settings: Settings, count: int) -> None:
     from api.seed import seed as load
 
-    with database_url(settings) as url:
-        _apply_migrations(url)
+    with databases(settings) as found:
+        _apply_migrations(found)
         log.info("seeding %d users through COPY", count)
-        rate = asyncio.run(load(url, count))
+        rate = asyncio.run(load(found.app_url, count))  # INSERT is all COPY needs: the app role's
         log.info("seeded %d users: %.0f rows/s", count, rate)
 
 
-def _apply_migrations(url: str) -> None:
-    applied = migrations.apply(url)
+def _apply_migrations(found: Databases) -> None:
+    applied = migrations.apply(found.owner_url, migrations.role_of(found.app_url))
     log.info("migrations applied: %s", ", ".join(applied) if applied else "none pending")
 
 
@@ -108,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (psycopg.Error, LockTimeout) as error:  # from the migrations, before anything serves
         reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            reason += " (migrations run as OWNER_DATABASE_URL's role, or DATABASE_URL's when it is unset)"
         print(f"users-api: migrations failed: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

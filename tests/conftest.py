@@ -1,6 +1,8 @@
 """A real PostgreSQL for every test: the embedded one, started by the suite, or TEST_DATABASE_URL's.
 
-The migrations run once into a template database; pytest-postgresql clones it for each test.
+The suite makes its own owner and app roles with the DBA's scripts of sql/setup/. The migrations run
+once, as the owner, into a template database; pytest-postgresql clones it for each test, and the API
+under test connects as the app role.
 """
 
 import os
@@ -10,18 +12,34 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import psycopg
 import pytest
+from catalog import USERS
 from fastapi import FastAPI
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 
 from api import migrations
 from api.app import create_app
-from api.embedded import embedded_postgres
+from api.embedded import embedded_postgres, find_binaries
+from api.provision import Role, create_roles, find_psql
+from api.seed import seed
 
-from support import free_port, fresh_database, make_settings, postgres_url, serve, url_of
+from support import (
+    APP,
+    OWNER,
+    TEST_DATABASES,
+    database_made_by_dba,
+    free_port,
+    fresh_database,
+    make_settings,
+    serve,
+    url_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE = "users_api_test"
@@ -53,26 +71,53 @@ def postgresql_server() -> Iterator[NoopExecutor]:
         )
 
 
-def _apply_migrations(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
-    migrations.apply(postgres_url(host, port, user, password, dbname))
+@pytest.fixture(scope="session")
+def psql() -> Path:
+    return find_psql(find_binaries())
 
 
 @pytest.fixture(scope="session")
-def migrated_template(postgresql_server: NoopExecutor) -> Iterator[NoopExecutor]:
-    """A template database holding the real migrations, applied once for the whole run."""
-    janitor = fresh_database(postgresql_server, postgresql_server.template_dbname, as_template=True)
-    with janitor:
-        janitor.load(_apply_migrations)
+def roles(postgresql_server: NoopExecutor, psql: Path) -> Iterator[tuple[Role, Role]]:
+    """The suite's owner and app roles, made afresh by sql/setup/create_roles.sql and dropped at the end."""
+    admin_url = url_of(postgresql_server, "postgres")
+    _drop_test_roles(postgresql_server)  # and the databases of an interrupted run that hold their objects
+    create_roles(psql, admin_url, OWNER, APP)
+    yield OWNER, APP
+    _drop_test_roles(postgresql_server)
+
+
+def _drop_test_roles(server: NoopExecutor) -> None:
+    for name in (server.template_dbname, TEST_DATABASE, *TEST_DATABASES):
+        fresh_database(server, name)
+    with psycopg.connect(url_of(server, "postgres"), autocommit=True) as conn:
+        for role in (APP, OWNER):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role.name)))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgresql_server: NoopExecutor, roles: tuple[Role, Role], psql: Path) -> Iterator[NoopExecutor]:
+    """A template database made as a DBA would, holding the real migrations, applied once for the run."""
+    owner, app = roles
+    template = postgresql_server.template_dbname
+    with database_made_by_dba(postgresql_server, template, psql):
+        migrations.apply(url_of(postgresql_server, template, owner), app.name)
         yield postgresql_server
 
 
-# A fresh clone of the template for each test, with a psycopg connection to it.
+# A fresh clone of the template for each test, with a psycopg connection to it as the superuser.
 postgresql = factories.postgresql("migrated_template")
 
 
 @pytest.fixture
 def database_url(postgresql: Any, migrated_template: NoopExecutor) -> str:
-    return url_of(migrated_template, TEST_DATABASE)
+    """The test's database as the app role: what the API under test connects as."""
+    return url_of(migrated_template, TEST_DATABASE, APP)
+
+
+@pytest.fixture
+def owner_database_url(postgresql: Any, migrated_template: NoopExecutor) -> str:
+    """The test's database as the owner role, for what the app role may not do (ANALYZE)."""
+    return url_of(migrated_template, TEST_DATABASE, OWNER)
 
 
 @pytest.fixture
@@ -102,3 +147,26 @@ def scratch_pgdata() -> Iterator[Path]:
     scratch.chmod(0o755)
     yield scratch / "pgdata"
     shutil.rmtree(scratch)
+
+
+@pytest.fixture
+async def seeded(database_url: str, owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database holding 200,000 users, loaded with COPY and analysed.
+
+    Seeded as the app role, as `users-api seed` does; analysed as the owner, since the app role may not.
+    """
+    await seed(database_url, USERS)
+    conn = await asyncpg.connect(owner_database_url)
+    try:
+        await conn.execute("ANALYZE users")
+        yield conn
+    finally:
+        await conn.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-sql-catalog",
+        action="store_true",
+        help="write sql/README.md afresh instead of failing when it is out of date (make sql-catalog)",
+    )

@@ -1,8 +1,10 @@
 """Helpers the tests share: settings for a test database, and the app served in-process."""
 
+import secrets
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +15,14 @@ from fastapi import FastAPI
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from api.provision import Role, create_database
 from api.settings import Settings
+
+# The suite's own roles, named apart from the embedded server's: a name hard-coded anywhere would show.
+OWNER = Role("users_api_test_owner", secrets.token_urlsafe(16))
+APP = Role("users_api_test_app", secrets.token_urlsafe(16))
+# Databases tests make besides the template and its clones; dropped with any leftovers at the start.
+TEST_DATABASES = ("users_api_migrations_test", "users_api_provision_test")
 
 
 def free_port() -> int:
@@ -28,8 +37,11 @@ def postgres_url(host: str, port: int, user: str, password: str | None, database
     return f"postgresql://{login}@{host}:{port}/{database}"
 
 
-def url_of(server: NoopExecutor, database: str) -> str:
-    return postgres_url(server.host, server.port, server.user, server.password, database)
+def url_of(server: NoopExecutor, database: str, role: Role | None = None) -> str:
+    """`database` on the suite's server as `role`; the server's own (super)user when no role is given."""
+    if role is None:
+        return postgres_url(server.host, server.port, server.user, server.password, database)
+    return postgres_url(server.host, server.port, role.name, role.password, database)
 
 
 def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False) -> DatabaseJanitor:
@@ -44,6 +56,17 @@ def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False
     )
     janitor.drop()  # left over by an interrupted run
     return janitor
+
+
+@contextmanager
+def database_made_by_dba(server: NoopExecutor, name: str, psql: Path) -> Iterator[None]:
+    """`name`, made by sql/setup/create_database.sql for the suite's roles, and dropped afterwards."""
+    janitor = fresh_database(server, name)
+    create_database(psql, url_of(server, "postgres"), name, OWNER, APP)
+    try:
+        yield
+    finally:
+        janitor.drop()
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:

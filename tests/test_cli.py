@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from test_embedded import alive, server_pid
 
 from api import cli, embedded
+from api import migrations as migrations_module
 
 from support import free_port, make_settings
 
@@ -19,7 +21,7 @@ from support import free_port, make_settings
 class Service:
     def __init__(self, scratch_pgdata: Path) -> None:
         self.port = free_port()
-        env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+        env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "OWNER_DATABASE_URL")}
         env |= {
             "EMBEDDED_PGDATA": str(scratch_pgdata),
             "EMBEDDED_PGPORT": str(free_port()),
@@ -51,16 +53,29 @@ class Service:
         return self.process.returncode
 
 
+def api_roles(pgdata: Path) -> set[str]:
+    """The roles users-api's pooled connections log in as, read as the embedded owner role."""
+    port = int((pgdata / "pgpass").read_text().split(":")[1])
+    password = (pgdata / "owner-password").read_text().strip()
+    url = f"postgresql://{embedded.OWNER_ROLE}:{password}@127.0.0.1:{port}/{embedded.DATABASE}"
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT usename FROM pg_stat_activity WHERE application_name = 'users-api'").fetchall()
+    return {row[0] for row in rows}
+
+
 def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(scratch_pgdata: Path) -> None:
     first = Service(scratch_pgdata)
     created = first.client.post("/users", json={"email": "kept@example.com", "name": "Kept"})
     pid = server_pid(scratch_pgdata)
+    connected_as = api_roles(scratch_pgdata)
     assert first.stop(signal.SIGINT) in (0, 130)  # Ctrl-C
 
     assert created.status_code == 201
+    assert connected_as == {embedded.APP_ROLE}, "the API connects as the app role, not the owner or superuser"
     assert pid is not None and not alive(pid), "Ctrl-C stops the embedded server too"
     assert str(scratch_pgdata) in first.output and "psql" in first.output
-    assert "migrations applied: 0001_create_users" in first.output
+    assert "migrations applied: 0001_create_users, 0002_grant_app_role" in first.output
+    assert f"-U {embedded.OWNER_ROLE} " in first.output, "the psql command logged opens the database as the owner"
 
     second = Service(scratch_pgdata)
     fetched = second.client.get(f"/users/{created.json()['id']}")
@@ -101,10 +116,13 @@ def test_a_bad_setting_is_one_line_naming_it(
 
 def test_with_database_url_no_embedded_server_is_started(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "no_such_wheel_installed")  # would fail if asked for
-    given = "postgresql://app:pw@db.example:5432/app"
+    app = "postgresql://app:pw@db.example:5432/app"
+    owner = "postgresql://owner:pw@db.example:5432/app"
 
-    with cli.database_url(make_settings(given)) as url:
-        assert url == given
+    with cli.databases(make_settings(app, owner_database_url=owner)) as found:
+        assert found == cli.Databases(app_url=app, owner_url=owner)
+    with cli.databases(make_settings(app)) as found:
+        assert found == cli.Databases(app_url=app, owner_url=app), "one role for both when no owner is given"
 
 
 def test_an_unreachable_database_url_is_one_line(
@@ -121,3 +139,37 @@ def test_an_unreachable_database_url_is_one_line(
     message = capsys.readouterr().err
     assert message.startswith("users-api: migrations failed:") and "refused" in message
     assert message.count("\n") == 1
+
+
+def test_migrating_as_the_app_role_says_which_role_migrations_need(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A deploy that gave only the app role's URL, to a database the migrations have not reached yet.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("OWNER_DATABASE_URL", raising=False)
+    monkeypatch.setattr(migrations_module, "resource_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(migrations_module, "LOCK_TIMEOUT_SECONDS", 1)  # yoyo reads a refused lock as a busy one
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "0003_more.sql").write_text("CREATE TABLE more_users (id bigint);\n")
+
+    assert cli.main(["migrate"]) == 1
+
+    message = capsys.readouterr().err
+    assert "permission denied" in message and "OWNER_DATABASE_URL" in message
+    assert message.count("\n") == 1
+
+
+def test_serve_can_leave_migrations_to_a_separate_step(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The API's processes then need only the app role, which may not even read yoyo's tables.
+    served: list[str] = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MIGRATE_ON_SERVE", "false")
+    monkeypatch.setattr("uvicorn.run", lambda app, **_: served.append(app))
+    monkeypatch.setattr(migrations_module, "apply", lambda *_: pytest.fail("serve migrated"))
+
+    assert cli.main(["serve"]) == 0
+    assert served == ["api.app:create_app"]

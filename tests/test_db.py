@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from api.app import create_app
 from api.db import Conn, Database, close_pool, open_pool
 
-from support import make_settings, pool_kept_busy, serve
+from support import APP, make_settings, pool_kept_busy, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +29,16 @@ async def test_the_lifespan_opens_the_pool_and_closes_it(database_url: str, post
         assert users_api_connections(postgresql) == 3
 
     assert users_api_connections(postgresql) == 0
+
+
+async def test_the_api_under_test_connects_as_the_app_role(client: object, postgresql: psycopg.Connection) -> None:
+    # The `client` fixture every API test uses: its pool logs in as the suite's app role, never the owner.
+    rows = postgresql.execute(
+        "SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'users-api'"
+    ).fetchall()
+    postgresql.commit()
+
+    assert rows == [(APP.name,)]
 
 
 async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(database_url: str) -> None:

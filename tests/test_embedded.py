@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from api import embedded
-from api.embedded import EmbeddedError, embedded_postgres
+from api.embedded import APP_ROLE, DATABASE, OWNER_ROLE, EmbeddedError, embedded_postgres, prepare_service
 
 from support import free_port
 
@@ -36,7 +36,7 @@ import psycopg
 from api.embedded import embedded_postgres
 
 with embedded_postgres(Path(sys.argv[1]), int(sys.argv[2]), durable=False) as server:
-    with psycopg.connect(server.url(), autocommit=True) as conn:
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (note text)")
         conn.execute("INSERT INTO kept VALUES ('written before the kill')")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -52,7 +52,7 @@ def test_a_server_left_by_a_killed_parent_is_stopped_and_its_data_kept(scratch_p
 
     with embedded_postgres(scratch_pgdata, port, durable=False) as server:
         assert not alive(orphan)
-        with psycopg.connect(server.url()) as conn:
+        with psycopg.connect(server.url("postgres")) as conn:
             assert conn.execute("SELECT note FROM kept").fetchall() == [("written before the kill",)]
         restarted = server_pid(scratch_pgdata)
 
@@ -65,17 +65,17 @@ def test_a_second_user_of_the_same_folder_is_refused(scratch_pgdata: Path) -> No
         with pytest.raises(EmbeddedError, match="another users-api is using"):  # noqa: SIM117
             with embedded_postgres(scratch_pgdata, free_port(), durable=False):
                 pass
-        with psycopg.connect(server.url()) as conn:
+        with psycopg.connect(server.url("postgres")) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,), "the refusal left the first server alone"
 
 
 def test_the_server_listens_on_loopback_tcp_only_with_a_password(scratch_pgdata: Path) -> None:
     with embedded_postgres(scratch_pgdata, free_port(), durable=False) as server:
-        with psycopg.connect(server.url()) as conn:
+        with psycopg.connect(server.url("postgres")) as conn:
             listen = conn.execute("SHOW listen_addresses").fetchone()
             sockets = conn.execute("SHOW unix_socket_directories").fetchone()
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(server.url().replace(server.password, "wrong"))
+            psycopg.connect(server.url("postgres").replace(server.password, "wrong"))
 
     assert listen == ("127.0.0.1",)
     assert sockets == ("",)
@@ -106,3 +106,32 @@ def test_a_folder_the_server_user_cannot_enter_is_refused_not_opened(tmp_path: P
     with pytest.raises(EmbeddedError, match=f"cannot enter {private}"):
         embedded._check_reachable(target, stranger)
     assert private.stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
+
+
+def test_first_use_makes_the_owner_and_app_roles_and_the_database_once(scratch_pgdata: Path) -> None:
+    with embedded_postgres(scratch_pgdata, free_port(), durable=False) as server:
+        owner, app = prepare_service(server)
+        again = prepare_service(server)  # the next start: nothing to make, same passwords
+        with psycopg.connect(server.url(role=app)) as conn:
+            app_session = conn.execute("SELECT current_user, current_database()").fetchone()
+        with psycopg.connect(server.url(role=owner)) as conn:
+            database_owner = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+
+    assert (owner.name, app.name) == (OWNER_ROLE, APP_ROLE)
+    assert again == (owner, app)
+    assert app_session == (APP_ROLE, DATABASE)
+    assert database_owner == (OWNER_ROLE,)
+    for secret in ("owner-password", "app-password", "pgpass"):
+        assert (scratch_pgdata / secret).stat().st_mode & 0o777 == 0o600
+    assert f"-U {OWNER_ROLE} {DATABASE}" in server.psql_command()
+
+
+def test_a_folder_made_before_the_roles_existed_is_refused_and_kept(scratch_pgdata: Path) -> None:
+    with embedded_postgres(scratch_pgdata, free_port(), durable=False) as server:
+        (scratch_pgdata / "database-created").touch()  # what an earlier users-api left, without roles
+        with pytest.raises(EmbeddedError, match="made by an earlier users-api, before the owner and app roles"):
+            prepare_service(server)
+
+    assert (scratch_pgdata / "cluster" / "PG_VERSION").is_file()

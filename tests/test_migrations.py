@@ -1,51 +1,78 @@
-"""The migrations: up, down and up again, on an empty database, as yoyo applies them."""
+"""The migrations: up, down and up again, as the owner role, on a database made as a DBA would."""
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
 from pytest_postgresql.executors import NoopExecutor
+from yoyo import get_backend, read_migrations
 
 from api import migrations
+from api.resources import resource_dir
 
-from support import fresh_database, url_of
+from support import APP, OWNER, database_made_by_dba, url_of
 
 EMPTY_DATABASE = "users_api_migrations_test"
+ALL = ["0001_create_users", "0002_grant_app_role"]
 
 
 @pytest.fixture
-def empty_database(postgresql_server: NoopExecutor) -> Iterator[str]:
-    with fresh_database(postgresql_server, EMPTY_DATABASE):
-        yield url_of(postgresql_server, EMPTY_DATABASE)
+def empty_database(postgresql_server: NoopExecutor, roles: object, psql: Path) -> Iterator[str]:
+    """A database made by sql/setup/create_database.sql, without any migration; the owner's URL."""
+    with database_made_by_dba(postgresql_server, EMPTY_DATABASE, psql):
+        yield url_of(postgresql_server, EMPTY_DATABASE, OWNER)
 
 
 def schema(url: str) -> dict[str, set[str]]:
-    """Tables, indexes and constraints of the public schema, by kind."""
+    """Tables, indexes, constraints and the app role's table privileges in the public schema."""
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
         constraints = {
             r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace")
         }
+        granted = {
+            f"{r[0]}:{r[1]}"
+            for r in conn.execute(
+                "SELECT table_name, privilege_type FROM information_schema.role_table_grants WHERE grantee = %s",
+                (APP.name,),
+            )
+        }
     return {"tables": tables - {t for t in tables if t.startswith("_yoyo") or t.startswith("yoyo")},
-            "indexes": indexes, "constraints": constraints}  # fmt: skip
+            "indexes": indexes, "constraints": constraints, "granted": granted}  # fmt: skip
 
 
 def test_up_down_up(empty_database: str) -> None:
-    assert migrations.apply(empty_database) == ["0001_create_users"]
+    assert migrations.apply(empty_database, APP.name) == ALL
     up = schema(empty_database)
     assert up["tables"] == {"users"}
     assert {"users_pkey", "users_email_key"} <= up["indexes"]
     assert {"users_pkey", "users_email_length_check", "users_name_length_check"} <= up["constraints"]
+    assert up["granted"] == {"users:SELECT", "users:INSERT", "users:UPDATE", "users:DELETE"}
 
-    assert migrations.apply(empty_database) == [], "applying twice changes nothing"
+    assert migrations.apply(empty_database, APP.name) == [], "applying twice changes nothing"
 
-    assert migrations.rollback(empty_database) == ["0001_create_users"]
+    assert migrations.rollback(empty_database, APP.name) == ["0002_grant_app_role"]
+    assert schema(empty_database)["granted"] == set()
+    assert migrations.rollback(empty_database, APP.name) == ["0001_create_users"]
     assert schema(empty_database)["tables"] == set()
 
-    assert migrations.apply(empty_database) == ["0001_create_users"]
+    assert migrations.apply(empty_database, APP.name) == ALL
     assert schema(empty_database) == up
+
+
+def test_without_the_app_role_setting_0002_stops_and_says_so(empty_database: str) -> None:
+    # yoyo's own way in, as a DBA running `yoyo apply` without PGOPTIONS would.
+    backend = get_backend(empty_database.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with backend.lock(), pytest.raises(psycopg.errors.RaiseException, match=r"users_api\.app_role is not set"):
+            backend.apply_migrations(backend.to_apply(read_migrations(str(resource_dir("migrations")))))
+    finally:
+        backend.connection.close()
+
+    assert schema(empty_database)["granted"] == set()
 
 
 @pytest.mark.parametrize(
@@ -54,22 +81,32 @@ def test_up_down_up(empty_database: str) -> None:
     ids=["email over 320", "empty name", "name over 200"],
 )
 def test_check_constraints_hold_the_api_limits(empty_database: str, email: str, name: str) -> None:
-    migrations.apply(empty_database)
+    migrations.apply(empty_database, APP.name)
     with psycopg.connect(empty_database) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO users (email, name) VALUES (%s, %s)", (email, name))
 
 
-def test_yoyo_url_uses_psycopg() -> None:
-    assert migrations.yoyo_url("postgresql://u:p@h:1/d") == "postgresql+psycopg://u:p@h:1/d"
-    assert migrations.yoyo_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+def test_yoyo_url_uses_psycopg_and_names_the_app_role() -> None:
+    assert migrations.yoyo_url("postgresql://u:p@h:1/d", "app") == (
+        "postgresql+psycopg://u:p@h:1/d?options=-c+users_api.app_role%3Dapp"
+    )
+    assert migrations.yoyo_url("postgres://u@h/d?options=-c%20search_path%3Dx", "a b") == (
+        "postgresql+psycopg://u@h/d?options=-c+search_path%3Dx+-c+users_api.app_role%3Da%5C+b"
+    )
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
-        migrations.yoyo_url("mysql://u@h/d")
+        migrations.yoyo_url("mysql://u@h/d", "app")
+
+
+def test_the_app_role_is_the_user_libpq_would_log_in_as(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert migrations.role_of("postgresql://app:secret@h/d") == "app"
+    monkeypatch.setenv("PGUSER", "from_env")
+    assert migrations.role_of("postgresql://h/d") == "from_env"
 
 
 def test_concurrent_deploys_apply_each_migration_once(empty_database: str) -> None:
     # Two deploys migrating at once: yoyo's lock makes the second wait, then find nothing to do.
     with ThreadPoolExecutor(max_workers=2) as deploys:
-        results = list(deploys.map(migrations.apply, [empty_database, empty_database]))
+        results = list(deploys.map(migrations.apply, [empty_database] * 2, [APP.name] * 2))
 
-    assert sorted(results) == [[], ["0001_create_users"]]
+    assert sorted(results) == [[], ALL]
     assert schema(empty_database)["tables"] == {"users"}

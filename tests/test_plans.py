@@ -1,54 +1,17 @@
 """Every query file uses the index its header declares, and never scans users, on 200,000 users."""
 
-import json
 import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+from catalog import PARAMETERS, USERS, explain, nodes
 
 from api.queries import SQL
-from api.seed import seed
 
 pytestmark = pytest.mark.anyio
 
-USERS = 200_000
 DECLARED = re.compile(r"^-- uses: (\w+)$", re.MULTILINE)
-# Representative parameters: an id in the middle of the table, a page at the start, an email.
-PARAMETERS: dict[str, tuple[Any, ...]] = {
-    "create_user": ("new.person@example.com", "New Person"),
-    "get_user": (USERS // 2,),
-    "list_users": (0, 51),
-    "update_user": (USERS // 2, None, "Renamed"),
-    "delete_user": (USERS // 2,),
-    "ping": (),
-}
-
-
-def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
-
-
-async def explain(conn: asyncpg.Connection, query: str, *args: Any, analyze: bool = False) -> dict[str, Any]:
-    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    text = await conn.fetchval(f"EXPLAIN ({options}) {query}", *args)
-    plan: dict[str, Any] = json.loads(text)[0]["Plan"]
-    return plan
-
-
-@pytest.fixture
-async def seeded(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the test database holding 200,000 users, loaded with COPY and analysed."""
-    await seed(database_url, USERS)
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute("ANALYZE users")
-        yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))

@@ -11,9 +11,10 @@ from api.settings import Settings
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("OWNER_DATABASE_URL", raising=False)
     settings = Settings(_env_file=None)
 
-    assert settings.database_url is None
+    assert settings.database_url is None and settings.owner_database_url is None
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
 
 
@@ -36,12 +37,27 @@ def test_an_empty_database_url_means_unset(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("DATABASE_URL", "mysql://u@h/d"), ("PORT", "70000"), ("POOL_ACQUIRE_TIMEOUT", "0"), ("WORKERS", "0")],
+    [
+        ("DATABASE_URL", "mysql://u@h/d"),
+        ("OWNER_DATABASE_URL", "mysql://u@h/d"),
+        ("PORT", "70000"),
+        ("POOL_ACQUIRE_TIMEOUT", "0"),
+        ("WORKERS", "0"),
+    ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db/users_api")
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ValidationError, match=name.lower()):
+        Settings(_env_file=None)
+
+
+def test_an_owner_url_without_an_app_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("OWNER_DATABASE_URL", "postgresql://owner@db/users_api")
+
+    with pytest.raises(ValidationError, match="OWNER_DATABASE_URL is set without DATABASE_URL"):
         Settings(_env_file=None)
 
 
