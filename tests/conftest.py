@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 import psycopg
 import pytest
-from catalog import USERS
 from fastapi import FastAPI
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -29,6 +28,7 @@ from api.embedded import embedded_postgres, find_binaries
 from api.provision import Role, create_roles, find_psql
 from api.seed import seed
 
+from catalog import USERS
 from support import (
     APP,
     OWNER,

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from catalog import header, outline, render, statements
 
 from api.resources import resource_dir
+
+from catalog import header, outline, render, statements
 
 CATALOGUE = resource_dir("sql") / "README.md"
 

@@ -1,5 +1,6 @@
 """The migrations: up, down and up again, as the owner role, on a database made as a DBA would."""
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -8,6 +9,7 @@ import psycopg
 import pytest
 from pytest_postgresql.executors import NoopExecutor
 from yoyo import get_backend, read_migrations
+from yoyo.migrations import parse_metadata_from_sql_comments
 
 from api import migrations
 from api.resources import resource_dir
@@ -110,3 +112,20 @@ def test_concurrent_deploys_apply_each_migration_once(empty_database: str) -> No
 
     assert sorted(results) == [[], ALL]
     assert schema(empty_database)["tables"] == {"users"}
+
+
+def outside_a_transaction_if_concurrent(text: str) -> bool:
+    """CREATE or DROP INDEX CONCURRENTLY cannot run in a transaction: yoyo must run such a file outside one."""
+    directives, _, _ = parse_metadata_from_sql_comments(text)
+    concurrent = re.search(r"\bINDEX\s+CONCURRENTLY\b", text, flags=re.IGNORECASE) is not None
+    return not concurrent or directives.get("transactional") == "false"
+
+
+def test_an_index_built_concurrently_is_in_a_non_transactional_migration() -> None:
+    # An index on an existing table is built CONCURRENTLY (squawk requires it), so that writes go on.
+    files = sorted(resource_dir("migrations").glob("*.sql"))
+    new_index = "CREATE INDEX CONCURRENTLY users_created_at_idx ON users (created_at);\n"
+
+    assert all(outside_a_transaction_if_concurrent(path.read_text(encoding="utf-8")) for path in files)
+    assert not outside_a_transaction_if_concurrent(f"-- Indexes created_at.\n\n{new_index}")
+    assert outside_a_transaction_if_concurrent(f"-- Indexes created_at.\n-- transactional: false\n\n{new_index}")

@@ -5,9 +5,10 @@ from typing import Any
 
 import asyncpg
 import pytest
-from catalog import PARAMETERS, USERS, explain, nodes
 
 from api.queries import SQL
+
+from catalog import PARAMETERS, USERS, explain, nodes
 
 pytestmark = pytest.mark.anyio
 
