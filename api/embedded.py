@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from api.provision import ProvisionError, Role, create_database, create_roles
+from api.provision import ProvisionError, Role, create_database, create_roles, find_psql
 
 log = logging.getLogger("users_api")
 
@@ -54,11 +54,11 @@ class EmbeddedServer:
         user, password = (SUPERUSER, self.password) if role is None else (role.name, role.password)
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
-    def psql_command(self, role: str = OWNER_ROLE) -> str:
-        """A command that opens psql on the service's database, the password read from a pgpass file."""
+    def psql_command(self) -> str:
+        """A command that opens psql on the service's database as the owner, the password read from pgpass."""
         return (
             f"PGPASSFILE={self.data_dir / 'pgpass'} {self.bin_dir / 'psql'} "
-            f"-h 127.0.0.1 -p {self.port} -U {role} {DATABASE}"
+            f"-h 127.0.0.1 -p {self.port} -U {OWNER_ROLE} {DATABASE}"
         )
 
 
@@ -187,12 +187,9 @@ def _initdb(runner: _Runner, data_dir: Path, cluster: Path) -> None:
     cluster.mkdir(mode=0o700)
     runner.chown(cluster)
     password = secrets.token_urlsafe(24)
-    password_file = data_dir / "password"
-    password_file.touch(mode=0o600)
-    password_file.write_text(password + "\n", encoding="utf-8")
+    _write_secret(data_dir / "password", password + "\n")
     pwfile = data_dir / "initdb-password"
-    pwfile.touch(mode=0o600)
-    pwfile.write_text(password + "\n", encoding="utf-8")
+    _write_secret(pwfile, password + "\n")
     runner.chown(pwfile)
     try:
         done = runner.run(
@@ -220,8 +217,8 @@ def prepare_service(server: EmbeddedServer) -> tuple[Role, Role]:
     app = Role(APP_ROLE, _read_password(data_dir / "app-password", create=not roles_made.exists()))
     _write_pgpass(server, owner, app)
     admin_url = server.url("postgres")
-    psql = server.bin_dir / "psql"
     try:
+        psql = find_psql(server.bin_dir)
         # Markers written once each script succeeds: only a new cluster, or one cut short, runs them.
         if not roles_made.exists():
             create_roles(psql, admin_url, owner, app)
@@ -234,10 +231,15 @@ def prepare_service(server: EmbeddedServer) -> tuple[Role, Role]:
     return owner, app
 
 
+def _write_secret(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by this user alone from before the first byte is written."""
+    path.touch(mode=0o600)
+    path.write_text(text, encoding="utf-8")
+
+
 def _read_password(path: Path, *, create: bool = False) -> str:
     if create and not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+        _write_secret(path, secrets.token_urlsafe(24) + "\n")
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -248,12 +250,8 @@ def _read_password(path: Path, *, create: bool = False) -> str:
 
 
 def _write_pgpass(server: EmbeddedServer, *roles: Role) -> None:
-    pgpass = server.data_dir / "pgpass"
-    pgpass.touch(mode=0o600)
     logins = [(SUPERUSER, server.password)] + [(role.name, role.password) for role in roles]
-    pgpass.write_text(
-        "".join(f"127.0.0.1:{server.port}:*:{user}:{password}\n" for user, password in logins), encoding="utf-8"
-    )
+    _write_secret(server.data_dir / "pgpass", "".join(f"127.0.0.1:{server.port}:*:{u}:{p}\n" for u, p in logins))
 
 
 def _server_os_user() -> pwd.struct_passwd:

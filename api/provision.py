@@ -11,7 +11,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -28,10 +28,7 @@ class ProvisionError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Role:
     name: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"Role({self.name!r}, password=...)"
+    password: str = field(repr=False)
 
 
 def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:

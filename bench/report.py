@@ -69,26 +69,16 @@ def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | Non
         return a / b if a is not None and b else None
 
     rows: list[tuple[str, float | None, str, bool | None]] = []
-    for workload, target in (("list_start", 15.0), ("get", 5.0), ("create", 5.0)):
-        value = ratio(rps("users-api", workload), rps("orm", workload))
-        rows.append(
-            (
-                f"users-api / ORM, {workload}",
-                value,
-                f">= {target:g}x",
-                None if value is None else value >= target,
-            )
-        )
-    for workload, target in (("get", 0.65), ("create", 0.65), ("list_start", 0.55)):
-        value = ratio(rps("users-api", workload), rps("http-ceiling", workload))
-        rows.append(
-            (
-                f"users-api / HTTP ceiling, {workload}",
-                value,
-                f">= {target:g}",
-                None if value is None else value >= target,
-            )
-        )
+    # users-api over the ORM way (a speed-up, "x") and over the HTTP ceiling (a fraction of it).
+    targets = (
+        ("orm", "ORM", "x", (("list_start", 15.0), ("get", 5.0), ("create", 5.0))),
+        ("http-ceiling", "HTTP ceiling", "", (("get", 0.65), ("create", 0.65), ("list_start", 0.55))),
+    )
+    for baseline, label, unit, goals in targets:
+        for workload, target in goals:
+            value = ratio(rps("users-api", workload), rps(baseline, workload))
+            met = None if value is None else value >= target
+            rows.append((f"users-api / {label}, {workload}", value, f">= {target:g}{unit}", met))
     deep = ratio(
         median_of(runs, "users-api", "list_deep", "p50_ms"),
         median_of(runs, "users-api", "list_start", "p50_ms"),

@@ -25,7 +25,7 @@ from pytest_postgresql.executors import NoopExecutor
 from api import migrations
 from api.app import create_app
 from api.embedded import embedded_postgres, find_binaries
-from api.provision import Role, create_roles, find_psql
+from api.provision import create_roles, find_psql
 from api.seed import seed
 
 from catalog import USERS
@@ -77,12 +77,11 @@ def psql() -> Path:
 
 
 @pytest.fixture(scope="session")
-def roles(postgresql_server: NoopExecutor, psql: Path) -> Iterator[tuple[Role, Role]]:
-    """The suite's owner and app roles, made afresh by sql/setup/create_roles.sql and dropped at the end."""
-    admin_url = url_of(postgresql_server, "postgres")
+def roles(postgresql_server: NoopExecutor, psql: Path) -> Iterator[None]:
+    """The suite's OWNER and APP roles, made afresh by sql/setup/create_roles.sql and dropped at the end."""
     _drop_test_roles(postgresql_server)  # and the databases of an interrupted run that hold their objects
-    create_roles(psql, admin_url, OWNER, APP)
-    yield OWNER, APP
+    create_roles(psql, url_of(postgresql_server, "postgres"), OWNER, APP)
+    yield
     _drop_test_roles(postgresql_server)
 
 
@@ -95,12 +94,11 @@ def _drop_test_roles(server: NoopExecutor) -> None:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(postgresql_server: NoopExecutor, roles: tuple[Role, Role], psql: Path) -> Iterator[NoopExecutor]:
+def migrated_template(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[NoopExecutor]:
     """A template database made as a DBA would, holding the real migrations, applied once for the run."""
-    owner, app = roles
     template = postgresql_server.template_dbname
     with database_made_by_dba(postgresql_server, template, psql):
-        migrations.apply(url_of(postgresql_server, template, owner), app.name)
+        migrations.apply(url_of(postgresql_server, template, OWNER), APP.name)
         yield postgresql_server
 
 

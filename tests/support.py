@@ -32,19 +32,14 @@ def free_port() -> int:
         return port
 
 
-def postgres_url(host: str, port: int, user: str, password: str | None, database: str) -> str:
-    login = user if password is None else f"{user}:{password}"
-    return f"postgresql://{login}@{host}:{port}/{database}"
-
-
 def url_of(server: NoopExecutor, database: str, role: Role | None = None) -> str:
     """`database` on the suite's server as `role`; the server's own (super)user when no role is given."""
-    if role is None:
-        return postgres_url(server.host, server.port, server.user, server.password, database)
-    return postgres_url(server.host, server.port, role.name, role.password, database)
+    user, password = (server.user, server.password) if role is None else (role.name, role.password)
+    login = user if password is None else f"{user}:{password}"
+    return f"postgresql://{login}@{server.host}:{server.port}/{database}"
 
 
-def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False) -> DatabaseJanitor:
+def fresh_database(server: NoopExecutor, name: str) -> DatabaseJanitor:
     """A janitor that creates `name` empty on entry and drops it on exit; a leftover is dropped now."""
     janitor = DatabaseJanitor(
         user=server.user,
@@ -52,7 +47,6 @@ def fresh_database(server: NoopExecutor, name: str, *, as_template: bool = False
         port=server.port,
         password=server.password,
         dbname=name,
-        as_template=as_template,
     )
     janitor.drop()  # left over by an interrupted run
     return janitor

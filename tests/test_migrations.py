@@ -21,7 +21,7 @@ ALL = ["0001_create_users", "0002_grant_app_role"]
 
 
 @pytest.fixture
-def empty_database(postgresql_server: NoopExecutor, roles: object, psql: Path) -> Iterator[str]:
+def empty_database(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[str]:
     """A database made by sql/setup/create_database.sql, without any migration; the owner's URL."""
     with database_made_by_dba(postgresql_server, EMPTY_DATABASE, psql):
         yield url_of(postgresql_server, EMPTY_DATABASE, OWNER)

@@ -9,7 +9,7 @@ import pytest
 from pytest_postgresql.executors import NoopExecutor
 
 from api import migrations
-from api.provision import ProvisionError, Role, create_roles, scram_verifier
+from api.provision import ProvisionError, create_roles, scram_verifier
 from api.resources import resource_dir
 
 from support import APP, OWNER, database_made_by_dba, url_of
@@ -21,7 +21,7 @@ GRANTED = {("users", "SELECT"), ("users", "INSERT"), ("users", "UPDATE"), ("user
 
 
 @pytest.fixture(scope="module")
-def provisioned(postgresql_server: NoopExecutor, roles: tuple[Role, Role], psql: Path) -> Iterator[NoopExecutor]:
+def provisioned(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[NoopExecutor]:
     """The service's database as a DBA makes it with sql/setup/, migrated by the owner role."""
     with database_made_by_dba(postgresql_server, DATABASE, psql):
         migrations.apply(url_of(postgresql_server, DATABASE, OWNER), APP.name)
@@ -175,7 +175,7 @@ def test_the_app_role_has_the_documented_timeouts(as_app: psycopg.Connection) ->
 
 
 def test_making_the_roles_twice_fails_with_postgresqls_words(
-    roles: tuple[Role, Role], psql: Path, postgresql_server: NoopExecutor
+    roles: None, psql: Path, postgresql_server: NoopExecutor
 ) -> None:
     with pytest.raises(ProvisionError, match=f'role "{OWNER.name}" already exists'):
         create_roles(psql, url_of(postgresql_server, "postgres"), OWNER, APP)
