@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args(argv)
+    if wrk.ensure_wrk() is None:
+        print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
+        return 2
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     config = bench.Config(1, 2, args.seconds, args.rows, 64, 10, 1, quick=False)
     with tempfile.TemporaryDirectory() as scratch, bench.database(bench.ROOT / ".pgdata-bench") as db:

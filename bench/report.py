@@ -3,13 +3,14 @@
 import importlib.metadata
 import os
 import platform
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
+
+from bench import wrk
 
 LEVERS = Path(__file__).parent / "levers.md"
 SYSTEMS = ["users-api", "orm", "http-ceiling", "db-asyncpg", "db-pgbench"]
@@ -108,13 +109,8 @@ def _machine() -> list[str]:
     return [
         f"- CPU: {model}, {os.cpu_count()} cores (load generator, API and PostgreSQL share them)",
         f"- Memory: {int(memory) / 1024 / 1024:.1f} GiB; kernel {platform.release()}",
-        f"- Python {platform.python_version()}; wrk: {_wrk_version()}",
+        f"- Python {platform.python_version()}; wrk: {wrk.version()}",
     ]
-
-
-def _wrk_version() -> str:
-    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # noqa: S607
-    return (done.stdout or done.stderr).splitlines()[0].strip()
 
 
 def _versions() -> str:

@@ -226,7 +226,7 @@ def fetch_bodies(system: systems.System, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    if wrk.find_wrk() is None:
+    if wrk.ensure_wrk() is None:
         print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
         return 2
     started = datetime.now(UTC)

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ INSTALL_HINT = (
     "wrk, the load generator, is not installed: `sudo apt-get install wrk` (Debian, Ubuntu), "
     "`brew install wrk` (macOS), or build it from its sources"
 )
+# As root, `make bench` installs wrk itself; a new machine's package lists may be empty, hence the update.
+APT_INSTALL = ["apt-get", "install", "-y", "-q", "wrk"]
+APT_UPDATE = ["apt-get", "update", "-q"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,28 @@ class WrkResult:
 
 def find_wrk() -> str | None:
     return shutil.which("wrk")
+
+
+def ensure_wrk() -> str | None:
+    """wrk's path, installed with apt-get first when it is missing and this process is root; None if it cannot be."""
+    found = find_wrk()
+    if found is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return found
+    print("bench: wrk is missing; installing it with apt-get", file=sys.stderr, flush=True)
+    for commands in ([APT_INSTALL], [APT_UPDATE, APT_INSTALL]):
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        if all(subprocess.run(command, env=env, check=False).returncode == 0 for command in commands):  # noqa: S603
+            return find_wrk()
+    return None
+
+
+def version() -> str:
+    """What `wrk --version` says of itself, or that it is not installed."""
+    found = find_wrk()
+    if found is None:
+        return "not installed"
+    done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    return (done.stdout or done.stderr).splitlines()[0].strip()
 
 
 def command(url: str, connections: int, seconds: float) -> list[str]:

@@ -102,9 +102,9 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api p99 / p50, get"] == (2.0, True)
 
 
-def test_the_results_file_and_chart_are_written(tmp_path: Path) -> None:
+def write_report(path: Path) -> str:
     markdown, chart = report.write(
-        tmp_path / "run.md",
+        path,
         fake_runs(),
         config={
             "quick": True,
@@ -122,12 +122,26 @@ def test_the_results_file_and_chart_are_written(tmp_path: Path) -> None:
         started=datetime(2026, 1, 1),
         embedded=True,
     )
-
-    text = markdown.read_text()
     assert chart.stat().st_size > 0
+    return markdown.read_text()
+
+
+def test_the_results_file_and_chart_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(fake_apt_get(tmp_path, installs=True).parent))
+    wrk.ensure_wrk()
+
+    text = write_report(tmp_path / "run.md")
+
     assert "| users-api / ORM, get | 6.50 | >= 5x | yes |" in text
     assert "round 4 get users-api: 5 non-2xx or socket errors" in text
     assert "| shared_buffers | 16384 8kB |" in text
+    assert "wrk: wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer" in text
+
+
+def test_the_results_file_says_when_wrk_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    assert "; wrk: not installed" in write_report(tmp_path / "run.md")
 
 
 def test_cpu_of_a_process_tree_is_read_from_proc() -> None:
@@ -194,13 +208,74 @@ def test_a_profile_is_folded_into_own_and_total_time(tmp_path: Path) -> None:
     assert " 90.0%  serve" in summary
 
 
-def test_without_wrk_the_harness_says_how_to_install_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+FAKE_APT_GET = """#!{python}
+# apt-get as on a new machine: `install` fails until `update` has fetched the package lists.
+import sys
+from pathlib import Path
+
+here = Path(sys.argv[0]).parent
+with (here / "apt-get.log").open("a") as log:
+    print(*sys.argv[1:], file=log)
+if sys.argv[1] == "update":
+    (here / "updated").touch()
+elif not ((here / "updated").exists() and {installs}):
+    sys.exit(100)
+else:
+    wrk = here / "wrk"
+    wrk.write_text("#!/bin/sh\\necho 'wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer'\\n")
+    wrk.chmod(0o755)
+"""
+
+
+def fake_apt_get(tmp_path: Path, *, installs: bool) -> Path:
+    """An apt-get of the test's own, alone on PATH, so that nothing is installed on the machine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    apt_get = bin_dir / "apt-get"
+    apt_get.write_text(FAKE_APT_GET.format(python=sys.executable, installs=installs))
+    apt_get.chmod(0o755)
+    return apt_get
+
+
+@pytest.fixture
+def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_the_harness_installs_wrk_with_apt_get(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apt_get = fake_apt_get(tmp_path, installs=True)
+    monkeypatch.setenv("PATH", str(apt_get.parent))
+
+    found = wrk.ensure_wrk()
+
+    assert found == str(apt_get.parent / "wrk")
+    log = (apt_get.parent / "apt-get.log").read_text().splitlines()
+    assert log == ["install -y -q wrk", "update -q", "install -y -q wrk"], "a retry after fetching the lists"
+
+
+@pytest.mark.usefixtures("as_root")
+def test_when_apt_get_cannot_install_wrk_the_harness_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from bench import run
 
-    monkeypatch.setattr(wrk, "find_wrk", lambda: None)
+    monkeypatch.setenv("PATH", str(fake_apt_get(tmp_path, installs=False).parent))
+
+    assert run.main(["--quick"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("bench: wrk") and "apt-get install wrk" in last
+
+
+def test_without_wrk_or_root_the_harness_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import run
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("PATH", str(fake_apt_get(tmp_path, installs=True).parent))
 
     assert run.main(["--quick"]) == 2
     message = capsys.readouterr().err
     assert "apt-get install wrk" in message and message.count("\n") == 1
+    assert not (tmp_path / "bin" / "apt-get.log").exists(), "only root installs"
