@@ -19,6 +19,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="A users resource on PostgreSQL, in raw SQL.",
         lifespan=lifespan(settings),
+        # operationId = the route function's name (create_user, get_user, ...): what generated clients call
+        # their methods, rather than FastAPI's default of name, path and method run together.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.include_router(users.router)
     app.include_router(health.router)

@@ -10,11 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from api.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 1
+# The methods of RFC 9110 and PATCH (RFC 5789), in the order an Allow header lists them.
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 log = logging.getLogger("users_api")
 
@@ -71,7 +74,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)
         error = {"loc": ["body"], "msg": f"the body is not valid JSON: {reason}", "type": "json_invalid"}
         return problem(422, f"body: {error['msg']}", errors=[error])
+    if exc.status_code == 405:
+        allow = _allowed_methods(request)
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
+        return problem(405, detail, headers={"Allow": allow})
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the resource supports, as RFC 9110 asks of a 405's Allow.
+
+    The router's own 405 names only the methods of the first route whose path matched: /users has
+    one route for GET and another for POST. This asks every route, once per method, on a 405 only.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -116,6 +137,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer with."""
-    return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase}
+        | ({"headers": RETRY_AFTER_HEADER} if status == 503 else {})
+        for status in statuses
+    }

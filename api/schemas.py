@@ -1,9 +1,9 @@
 """Request and response bodies: what a client may send, and what it gets back."""
 
-import re
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
+import jsonschema_rs
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -13,12 +13,31 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 EMAIL_MAX_LENGTH = 320  # RFC 3696 (64 local + @ + 255 domain); users_email_length_check holds the same
 NAME_MAX_LENGTH = 200  # users_name_length_check holds the same
 
-# Pragmatic, not RFC 5322: one @, something before it, a dotted domain after it, no spaces or controls.
-_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
+# White space as Python's str.isspace() (and so str.strip()) has it, spelled out: `\s` means something
+# else in each regex dialect (ECMA-262's, which OpenAPI's `pattern` uses, leaves out \x1c-\x1f and \x85
+# and adds \ufeff), and these patterns are documented exactly as they are checked.
+_NON_ASCII_SPACES = r"\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20" + _NON_ASCII_SPACES
+# No NUL anywhere, and at least one character that is not white space: what _no_nul and _not_blank check.
+NAME_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+
+# An email is what JSON Schema's `idn-email` format means (RFC 6531: RFC 5321 addresses, with Unicode),
+# narrowed by a pattern: no white space or control characters, and a dotted domain. The document says
+# this and the API checks it with one JSON Schema validator, so the two cannot drift apart. Not
+# email-validator: it has rules of its own (it refuses domain literals and numeric top-level domains,
+# which idn-email allows), so the document would no longer say what is checked. Not `format: email`:
+# that one is ASCII only, and users-api has always taken addresses such as élodie@example.com.
+_NOT_IN_EMAILS = r"@\x00-\x20\x7f-\x9f" + _NON_ASCII_SPACES
+EMAIL_SCHEMA = {
+    "format": "idn-email",
+    "pattern": rf"^[^{_NOT_IN_EMAILS}]+@[^.{_NOT_IN_EMAILS}]+(?:\.[^.{_NOT_IN_EMAILS}]+)+$",
+}
+_valid_email = jsonschema_rs.validator_for({"type": "string", **EMAIL_SCHEMA}, validate_formats=True).is_valid
 
 
 def _no_nul(value: str) -> str:
@@ -29,7 +48,7 @@ def _no_nul(value: str) -> str:
 
 
 def _is_email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
+    if not _valid_email(value):
         raise ValueError("must be an email address such as ada@example.com")
     return value
 
@@ -45,14 +64,22 @@ Email = Annotated[
     StringConstraints(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(_no_nul),
     AfterValidator(_is_email),
-    Field(examples=["ada@example.com"], description="Unique, compared case-insensitively."),
+    Field(
+        examples=["ada@example.com"],
+        description="Unique, compared case-insensitively. No spaces or control characters; a dotted domain.",
+        json_schema_extra=EMAIL_SCHEMA,
+    ),
 ]
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH),
     AfterValidator(_no_nul),
     AfterValidator(_not_blank),
-    Field(examples=["Ada Lovelace"]),
+    Field(
+        examples=["Ada Lovelace"],
+        description="Not blank; no NUL character (U+0000).",
+        json_schema_extra={"pattern": NAME_PATTERN},
+    ),
 ]
 
 _INPUT = ConfigDict(extra="forbid", strict=True)
@@ -67,13 +94,20 @@ class UserCreate(BaseModel):
     name: Name
 
 
+def _a_non_empty_subset(schema: dict[str, Any]) -> None:
+    # None is how the model tells a field left out; it is not a value, so neither it nor a default shows.
+    schema["minProperties"] = 1
+    for field in schema["properties"].values():
+        field.pop("default", None)
+
+
 class UserUpdate(BaseModel):
     """Body of PATCH /users/{id}: any non-empty subset of the fields; null is not a value."""
 
-    model_config = _INPUT
+    model_config = _INPUT | ConfigDict(json_schema_extra=_a_non_empty_subset)
 
-    email: Email | None = None
-    name: Name | None = None
+    email: Email | SkipJsonSchema[None] = None
+    name: Name | SkipJsonSchema[None] = None
 
     @field_validator("email", "name")
     @classmethod
@@ -93,7 +127,7 @@ class UserUpdate(BaseModel):
 class UserPublic(BaseModel):
     """A user as clients see it."""
 
-    id: int
+    id: Annotated[int, Field(ge=1, json_schema_extra={"format": "int64"})]
     email: str
     name: str
     created_at: datetime

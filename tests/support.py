@@ -1,8 +1,13 @@
 """Helpers the tests share: settings for a test database, and the app served in-process."""
 
+import os
 import secrets
+import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ from fastapi import FastAPI
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from api.app import create_app
 from api.provision import Role, create_database
 from api.settings import Settings
 
@@ -69,6 +75,11 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **(values | overrides))
 
 
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, from an app that never starts: describing the API needs no database."""
+    return create_app(make_settings("postgresql://unused@127.0.0.1:1/none")).openapi()
+
+
 @asynccontextmanager
 async def serve(app: FastAPI, *, raise_app_exceptions: bool = True) -> AsyncIterator[httpx.AsyncClient]:
     """The app over HTTP in-process, its lifespan (and so its pool) running."""
@@ -99,3 +110,39 @@ async def pool_kept_busy(
             yield patched
         finally:
             postgresql.rollback()
+
+
+class ServedAPI:
+    """`users-api serve` in a process of its own, as `make run` starts it, on a free port; ready once /ready is."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        inherited = {
+            key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "OWNER_DATABASE_URL")
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api", "serve"],
+            cwd=cwd,
+            env=inherited | {"PORT": str(self.port)} | dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.url, timeout=5)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if self.client.get("/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"users-api serve did not become ready:\n{self.output}")
+
+    def stop(self, signum: int) -> int:
+        """Send `signum`, wait for the process to end, keep what it printed in `output`; its exit status."""
+        self.client.close()
+        self.process.send_signal(signum)
+        self.output, _ = self.process.communicate(timeout=60)
+        return self.process.returncode

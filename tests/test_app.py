@@ -3,7 +3,8 @@
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+
+from support import openapi_document
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -18,9 +19,9 @@ EXPECTED = {
 }
 
 
-@pytest.fixture
-def openapi(app: FastAPI) -> dict[str, Any]:
-    return app.openapi()
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    return openapi_document()
 
 
 @pytest.mark.parametrize(("path", "method"), EXPECTED)
@@ -50,3 +51,88 @@ def test_success_bodies_have_schemas(openapi: dict[str, Any]) -> None:
 def test_problem_schema_has_the_rfc_9457_members(openapi: dict[str, Any]) -> None:
     problem = openapi["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "errors"} <= set(problem["properties"])
+
+
+def parameter(openapi: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
+    found = next(p for p in openapi["paths"][path][method]["parameters"] if p["name"] == name)
+    schema: dict[str, Any] = found["schema"]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "name", "minimum", "maximum"),
+    [
+        ("/users", "get", "limit", 1, 1000),
+        ("/users", "get", "after", 0, 2**63 - 1),
+        ("/users/{user_id}", "get", "user_id", 1, 2**63 - 1),
+        ("/users/{user_id}", "patch", "user_id", 1, 2**63 - 1),
+        ("/users/{user_id}", "delete", "user_id", 1, 2**63 - 1),
+    ],
+)
+def test_numeric_parameters_carry_their_bounds_in_json_schema_terms(
+    openapi: dict[str, Any], path: str, method: str, name: str, minimum: int, maximum: int
+) -> None:
+    schema = parameter(openapi, path, method, name)
+
+    assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", minimum, maximum)
+    assert "ge" not in schema and "le" not in schema, "pydantic's names, which JSON Schema does not know"
+
+
+def test_ids_are_documented_as_64_bit(openapi: dict[str, Any]) -> None:
+    assert parameter(openapi, "/users/{user_id}", "get", "user_id")["format"] == "int64"
+    assert parameter(openapi, "/users", "get", "after")["format"] == "int64"
+    assert openapi["components"]["schemas"]["UserPublic"]["properties"]["id"]["format"] == "int64"
+
+
+def test_the_patch_body_needs_a_field_and_takes_no_null(openapi: dict[str, Any]) -> None:
+    update = openapi["components"]["schemas"]["UserUpdate"]
+
+    assert update["minProperties"] == 1
+    assert update["additionalProperties"] is False
+    for field in update["properties"].values():
+        assert field["type"] == "string" and "anyOf" not in field and "default" not in field
+
+
+@pytest.mark.parametrize("body", ["UserCreate", "UserUpdate"])
+def test_emails_and_names_document_the_checks_they_get(openapi: dict[str, Any], body: str) -> None:
+    email = openapi["components"]["schemas"][body]["properties"]["email"]
+    name = openapi["components"]["schemas"][body]["properties"]["name"]
+
+    assert (email["format"], email["maxLength"]) == ("idn-email", 320)
+    assert email["pattern"].startswith("^") and email["pattern"].endswith("$")
+    assert (name["minLength"], name["maxLength"]) == (1, 200)
+    assert name["pattern"].startswith("^") and name["pattern"].endswith("$")
+
+
+def test_operation_ids_are_the_route_names(openapi: dict[str, Any]) -> None:
+    ids = {
+        (path, method): operation["operationId"]
+        for (path, method) in EXPECTED
+        for operation in [openapi["paths"][path][method]]
+    }
+
+    assert ids == {
+        ("/users", "post"): "create_user",
+        ("/users", "get"): "list_users",
+        ("/users/{user_id}", "get"): "get_user",
+        ("/users/{user_id}", "patch"): "update_user",
+        ("/users/{user_id}", "delete"): "delete_user",
+        ("/health", "get"): "health",
+        ("/ready", "get"): "ready",
+    }
+
+
+def test_a_created_user_links_to_what_can_be_done_with_it(openapi: dict[str, Any]) -> None:
+    links = openapi["paths"]["/users"]["post"]["responses"]["201"]["links"]
+    operation_ids = {operation["operationId"] for path in openapi["paths"].values() for operation in path.values()}
+
+    assert {link["operationId"] for link in links.values()} == {"get_user", "update_user", "delete_user"}
+    assert all(link["operationId"] in operation_ids for link in links.values())
+    assert all(link["parameters"] == {"user_id": "$response.body#/id"} for link in links.values())
+
+
+@pytest.mark.parametrize(("path", "method"), [key for key, statuses in EXPECTED.items() if "503" in statuses])
+def test_every_503_documents_retry_after(openapi: dict[str, Any], path: str, method: str) -> None:
+    headers = openapi["paths"][path][method]["responses"]["503"]["headers"]
+
+    assert headers["Retry-After"]["schema"] == {"type": "integer", "minimum": 0}

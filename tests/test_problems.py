@@ -22,14 +22,27 @@ async def test_an_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> No
     }
 
 
-async def test_a_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
-    response = await client.put("/users/1", json={"name": "x"})
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/users/1", "GET, PATCH, DELETE"),
+        ("OPTIONS", "/users/1", "GET, PATCH, DELETE"),
+        ("OPTIONS", "/users", "GET, POST"),
+        ("DELETE", "/users", "GET, POST"),
+        ("POST", "/health", "GET"),
+    ],
+)
+async def test_a_wrong_method_is_a_405_problem_allowing_every_method_of_the_resource(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
 
     assert response.status_code == 405
     assert response.headers["content-type"] == "application/problem+json"
+    # RFC 9110: Allow lists every method the resource supports, not those of the first route whose path matched.
+    assert response.headers["allow"] == allow
     assert response.json()["status"] == 405
-    # Starlette names only the first route matching the path (GET); it still tells the client to look.
-    assert "GET" in response.headers["allow"]
+    assert response.json()["detail"] == f"{method} is not allowed on {path}; allowed: {allow}"
 
 
 async def test_an_unexpected_error_is_a_500_problem_without_internals(app: FastAPI) -> None:

@@ -1,9 +1,16 @@
 """Bad input is a 422 that names the field, and never stores anything."""
 
-import httpx
-import pytest
+import re
+from collections.abc import Callable
 
-from api.schemas import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+import httpx
+import jsonschema_rs
+import pytest
+from pydantic import ValidationError
+
+from api.schemas import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH, WHITESPACE, UserCreate
+
+from support import openapi_document
 
 pytestmark = pytest.mark.anyio
 
@@ -30,6 +37,11 @@ BAD_BODIES = {
     "email without domain dot": b'{"email": "a@localhost", "name": "x"}',
     "email with space": b'{"email": "a b@example.com", "name": "x"}',
     "email with two @": b'{"email": "a@b@example.com", "name": "x"}',
+    "email with two dots in a row": b'{"email": "a..b@example.com", "name": "x"}',
+    "email with a C1 control": b'{"email": "a\\u0094b@example.com", "name": "x"}',
+    "email with a no-break space": b'{"email": "a\\u00a0b@example.com", "name": "x"}',
+    "email domain label starting with -": b'{"email": "a@-b.example.com", "name": "x"}',
+    "email local part over 64": b'{"email": "' + b"a" * 65 + b'@example.com", "name": "x"}',
     "email empty": b'{"email": "", "name": "x"}',
     "email too long": b'{"email": "' + b"a" * (EMAIL_MAX_LENGTH - 11) + b'@example.com", "name": "x"}',
     "name empty": b'{"email": "a@example.com", "name": ""}',
@@ -71,8 +83,12 @@ async def test_bad_patch_bodies_are_422_and_change_nothing(client: httpx.AsyncCl
     assert (await client.get(f"/users/{user['id']}")).json() == user
 
 
+# The longest address RFC 5321 allows: a 64-character local part and a 253-character domain.
+LONGEST_EMAIL = "a" * 64 + "@" + ".".join(["b" * 63] * 3 + ["c" * 61])
+
+
 async def test_longest_allowed_values_are_accepted(client: httpx.AsyncClient) -> None:
-    email = "a" * (EMAIL_MAX_LENGTH - 12) + "@example.com"
+    email = LONGEST_EMAIL
     name = "n" * NAME_MAX_LENGTH
 
     response = await client.post("/users", json={"email": email, "name": name})
@@ -135,3 +151,53 @@ async def test_the_largest_bigint_id_is_a_404_not_an_error(client: httpx.AsyncCl
     response = await client.get(f"/users/{BIGINT_MAX}")
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("email", ["élodie@example.com", "ada+tag@mail.example.co.uk", "o'brien@example.ie"])
+async def test_real_addresses_are_accepted(client: httpx.AsyncClient, email: str) -> None:
+    assert (await client.post("/users", json={"email": email, "name": "x"})).status_code == 201
+
+
+ALL_CHARACTERS = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]  # no lone surrogates in JSON
+
+
+def documented(body: str, field: str) -> Callable[[str], bool]:
+    """A JSON Schema validator for `field` exactly as the OpenAPI document gives it."""
+    schema = openapi_document()["components"]["schemas"]
+    return jsonschema_rs.validator_for(schema[body]["properties"][field], validate_formats=True).is_valid
+
+
+def accepted(field: str, value: str) -> bool:
+    body = {"email": "ok@example.com", "name": "Ok"} | {field: value}
+    try:
+        UserCreate.model_validate(body)
+    except ValidationError:
+        return False
+    return True
+
+
+def test_the_documented_white_space_is_what_str_strip_removes() -> None:
+    assert {c for c in ALL_CHARACTERS if re.fullmatch(f"[{WHITESPACE}]", c)} == {
+        c for c in ALL_CHARACTERS if c.isspace()
+    }
+
+
+@pytest.mark.parametrize("body", ["UserCreate", "UserUpdate"])
+def test_the_documented_name_is_the_name_the_api_takes(body: str) -> None:
+    valid = documented(body, "name")
+    samples = [c for c in ALL_CHARACTERS if valid(c) != (not c.isspace() and c != "\x00")]
+    names = ["x", " x ", "\tx\n", "x\x00", "\x00", " \x85\u3000", "\ufeff", "x" * 200, "x" * 201, ""]
+
+    assert samples == [], "the pattern and str.isspace disagree"
+    assert [name for name in names if valid(name) != accepted("name", name)] == []
+
+
+@pytest.mark.parametrize("body", ["UserCreate", "UserUpdate"])
+def test_the_documented_email_is_the_email_the_api_takes(body: str) -> None:
+    valid = documented(body, "email")
+    emails = [f"a{c}b@example.com" for c in ALL_CHARACTERS[:0x3100]] + [
+        f"a@b{c}.example" for c in ALL_CHARACTERS[:0x3100]
+    ]
+    emails += [LONGEST_EMAIL, "a" * 65 + "@b.c", "a@localhost", "a@[127.0.0.1]", '"a b"@c.d', "a@b.c\n", "a" * 321]
+
+    assert [email for email in emails if valid(email) != accepted("email", email)] == []

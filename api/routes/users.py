@@ -24,8 +24,11 @@ def _decimal_digits(value: object) -> object:
     return value
 
 
+# The bounds come before the validator: after it, pydantic writes them as "ge"/"le", which JSON Schema
+# does not know, instead of "minimum"/"maximum" (pydantic#11576), and clients would see no bounds.
 Digits = BeforeValidator(_decimal_digits)
-UserId = Annotated[int, Digits, Path(ge=1, le=BIGINT_MAX, description="The user's id.")]
+INT64 = {"format": "int64"}
+UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's id.", json_schema_extra=INT64), Digits]
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -52,7 +55,18 @@ def _email_taken(email: str) -> HTTPException:
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses={
-        201: {"headers": {"Location": {"description": "/users/{id}", "schema": {"type": "string"}}}},
+        201: {
+            "headers": {"Location": {"description": "/users/{id}", "schema": {"type": "string"}}},
+            # OpenAPI links: how a client (or a fuzzer's stateful run) goes on from the user just made.
+            "links": {
+                link: {"operationId": operation, "parameters": {"user_id": "$response.body#/id"}}
+                for link, operation in (
+                    ("GetUser", "get_user"),
+                    ("UpdateUser", "update_user"),
+                    ("DeleteUser", "delete_user"),
+                )
+            },
+        },
         **problem_responses(409, 413, 422, 503),
     },
 )
@@ -81,8 +95,10 @@ async def create_user(body: UserCreate, conn: Conn) -> JSONText:
 )
 async def list_users(
     conn: Conn,
-    limit: Annotated[int, Digits, Query(ge=1, le=PAGE_MAX, description="Users per page.")] = 50,
-    after: Annotated[int, Digits, Query(ge=0, le=BIGINT_MAX, description="Return users with a larger id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="Users per page."), Digits] = 50,
+    after: Annotated[
+        int, Query(ge=0, le=BIGINT_MAX, description="Return users with a larger id.", json_schema_extra=INT64), Digits
+    ] = 0,
 ) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination)."""
     rows = await conn.fetch(SQL.list_users, after, limit + 1)
