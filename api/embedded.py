@@ -2,9 +2,15 @@
 
 Only the wheel's binaries are used, run by this module: its Python layer listens on a unix socket
 only and, as root, widens the permissions of every parent of the data folder.
+
+As root, the server runs as an unprivileged system user. When that user cannot enter the folder that
+holds the data or the binaries (a checkout under /root, or in any folder of mode 0700), nothing is
+opened up: the data moves to a folder of users-api's own under SYSTEM_HOME, named after the checkout,
+and the binaries are copied there once.
 """
 
 import fcntl
+import hashlib
 import importlib.util
 import logging
 import os
@@ -33,6 +39,8 @@ OWNER_ROLE = "users_api_owner"
 APP_ROLE = "users_api_app"
 # PostgreSQL refuses to run as root; as root, the server runs as this unprivileged system user.
 SERVER_OS_USER = "users-api-pg"
+# As root, where data and binaries go when SERVER_OS_USER cannot enter the folders they were meant for.
+SYSTEM_HOME = Path("/var/lib/users-api")
 START_TIMEOUT_SECONDS = 60
 # For throwaway clusters (the test suite): durability costs time and protects nothing there.
 NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -77,13 +85,27 @@ def find_binaries() -> Path:
 
 
 @contextmanager
-def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Iterator[EmbeddedServer]:
-    """Start (initialising if new) the server whose files are in `data_dir`; stop it on exit."""
-    bin_dir = find_binaries()
+def embedded_postgres(
+    data_dir: Path, port: int, *, durable: bool = True, bin_dir: Path | None = None
+) -> Iterator[EmbeddedServer]:
+    """Start (initialising if new) the server whose files are in `data_dir`; stop it on exit.
+
+    As root, `data_dir` and `bin_dir` (the wheel's, by default) may be replaced by places the server's
+    user can enter: the server's `data_dir` and `bin_dir` say where they are.
+    """
+    bin_dir = bin_dir or find_binaries()
     data_dir = data_dir.resolve()
+    user = _server_os_user() if os.geteuid() == 0 else None
+    if user is not None:
+        data_dir = locate(data_dir, user)
+        bin_dir = _binaries_reachable_by(user, bin_dir)
+        if data_dir.is_relative_to(SYSTEM_HOME):
+            _system_folder(data_dir.parent)
     data_dir.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        data_dir.chmod(0o755)  # our own folder: the server's user must reach the cluster inside it
     with _exclusive(data_dir / "lock"):
-        runner = _Runner(bin_dir, data_dir)
+        runner = _Runner(bin_dir, data_dir, user)
         cluster = data_dir / "cluster"
         if not (cluster / "PG_VERSION").is_file():
             _initdb(runner, data_dir, cluster)
@@ -100,6 +122,71 @@ def embedded_postgres(data_dir: Path, port: int, *, durable: bool = True) -> Ite
             runner.pg_ctl_stop(cluster)
 
 
+def locate(data_dir: Path, user: pwd.struct_passwd) -> Path:
+    """Where the data of `data_dir` lives when the server runs as `user`: there, if `user` can enter it.
+
+    Otherwise in a folder of users-api's own under SYSTEM_HOME, named after the checkout and told apart
+    from other checkouts' by a digest of the full path, the same at every start.
+    """
+    data_dir = data_dir.resolve()
+    barrier = _barrier(data_dir.parent, user)
+    if barrier is None:
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    home = SYSTEM_HOME / "clusters" / f"{data_dir.parent.name}-{data_dir.name.lstrip('.')}-{digest}"
+    if (data_dir / "cluster" / "PG_VERSION").is_file():
+        raise EmbeddedError(
+            f"running as root, the embedded PostgreSQL runs as {SERVER_OS_USER}, which cannot enter "
+            f"{barrier}, and {data_dir} holds a cluster: to keep its users, move it where it will be looked "
+            f"for (`mkdir -p {home.parent} && mv {data_dir} {home}`), or set DATABASE_URL"
+        )
+    log.info("running as root: %s cannot enter %s, so the data is kept in %s", SERVER_OS_USER, barrier, home)
+    return home
+
+
+def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
+    """`bin_dir`, or a copy of the wheel's server (bin, lib, share, and the libraries they link) that
+    `user` can run, made once and kept."""
+    # bin_dir is <site-packages>/<wheel>/pginstall18/bin; its programs find the libraries they link in
+    # <site-packages>/<wheel>.libs (auditwheel's RPATH, $ORIGIN/../../../<wheel>.libs): copy both,
+    # keeping where they are relative to each other.
+    site = bin_dir.parents[2]
+    if _barrier(site, user) is None:
+        return bin_dir
+    digest = hashlib.sha256((bin_dir / "postgres").read_bytes()).hexdigest()[:12]
+    copy = SYSTEM_HOME / "postgresql" / f"{WHEEL_PACKAGE}-{digest}"
+    copied_bin = copy / bin_dir.relative_to(site)
+    if not (copied_bin / "postgres").is_file():
+        log.info("running as root: copying the PostgreSQL binaries to %s, where %s can run them", copy, SERVER_OS_USER)
+        _system_folder(copy.parent)
+        scratch = Path(tempfile.mkdtemp(prefix=".copying-", dir=copy.parent))
+        try:
+            for part in (bin_dir.parent.relative_to(site), Path(f"{WHEEL_PACKAGE}.libs")):
+                if (site / part).is_dir():
+                    shutil.copytree(site / part, scratch / "copy" / part, symlinks=True)
+            for folder in (scratch / "copy", *(scratch / "copy" / bin_dir.parent.relative_to(site)).parents):
+                if folder.is_relative_to(scratch / "copy"):
+                    folder.chmod(0o755)  # made here, with whatever umask root has
+            # Whole or not at all: a copy cut short never takes the name that later starts look for.
+            (scratch / "copy").rename(copy)
+        except OSError:
+            if not (copied_bin / "postgres").is_file():  # else another users-api finished it first
+                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return copied_bin
+
+
+def _system_folder(path: Path) -> None:
+    """`path`, under SYSTEM_HOME, and the folders between: root's, and open to all to enter, like /var/lib."""
+    SYSTEM_HOME.mkdir(parents=True, exist_ok=True)
+    folder = SYSTEM_HOME
+    for part in ("", *path.relative_to(SYSTEM_HOME).parts):
+        folder /= part
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o755)
+
+
 @contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
     with lock_path.open("a") as lock_file:
@@ -114,17 +201,12 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 class _Runner:
-    """Runs the wheel's programs, as an unprivileged OS user when this process is root."""
+    """Runs the wheel's programs, as `user` (an unprivileged OS user) when this process is root."""
 
-    def __init__(self, bin_dir: Path, data_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, data_dir: Path, user: pwd.struct_passwd | None) -> None:
         self.bin_dir = bin_dir
         self.data_dir = data_dir
-        self.user: pwd.struct_passwd | None = None
-        if os.geteuid() == 0:
-            self.user = _server_os_user()
-            data_dir.chmod(0o755)  # our own folder: the server's user must reach the cluster inside it
-            for path in (bin_dir, data_dir):
-                _check_reachable(path, self.user)
+        self.user = user
 
     def chown(self, path: Path) -> None:
         if self.user is not None:
@@ -274,16 +356,20 @@ def _server_os_user() -> pwd.struct_passwd:
     return pwd.getpwnam(SERVER_OS_USER)
 
 
-def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
-    """Fail, rather than widen a home folder's permissions, when `user` cannot reach `path`."""
-    for folder in (path, *path.parents):
-        info = folder.stat()
-        if info.st_uid == user.pw_uid:
+def _barrier(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The outermost folder on the way to `path`, `path` included, that `user` may not enter; None if none.
+
+    Folders that do not exist yet are passed over: mkdir makes them later, with the usual 0755.
+    """
+    for folder in reversed((path, *path.parents)):
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
             continue
-        bit = stat.S_IXGRP if info.st_gid == user.pw_gid else stat.S_IXOTH
+        if info.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        else:
+            bit = stat.S_IXGRP if info.st_gid == user.pw_gid else stat.S_IXOTH
         if not info.st_mode & bit:
-            raise EmbeddedError(
-                f"running as root, the embedded PostgreSQL runs as {SERVER_OS_USER}, which cannot enter "
-                f"{folder} (needed for {path}); use a checkout outside private folders such as /root, "
-                "run as a normal user, or set DATABASE_URL"
-            )
+            return folder
+    return None

@@ -148,6 +148,15 @@ def scratch_pgdata() -> Iterator[Path]:
 
 
 @pytest.fixture
+def private() -> Iterator[Path]:
+    """A folder only its owner may enter, made by `mktemp -d` as a user's clone would be (or like /root)."""
+    home = Path(tempfile.mkdtemp(prefix="users-api-test-private-"))
+    assert home.stat().st_mode & 0o777 == 0o700
+    yield home
+    shutil.rmtree(home)
+
+
+@pytest.fixture
 async def seeded(database_url: str, owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to the test database holding 200,000 users, loaded with COPY and analysed.
 

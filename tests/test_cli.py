@@ -1,13 +1,12 @@
 """`users-api serve` as `make run` runs it: embedded server, migrations, HTTP, clean stop, kept data."""
 
 import os
+import pwd
+import shutil
 import signal
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from test_embedded import alive, server_pid
@@ -15,76 +14,71 @@ from test_embedded import alive, server_pid
 from api import cli, embedded
 from api import migrations as migrations_module
 
-from support import free_port, make_settings
+from support import ServedAPI, free_port, make_settings
 
 
-class Service:
-    def __init__(self, scratch_pgdata: Path) -> None:
-        self.port = free_port()
-        env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "OWNER_DATABASE_URL")}
-        env |= {
-            "EMBEDDED_PGDATA": str(scratch_pgdata),
-            "EMBEDDED_PGPORT": str(free_port()),
-            "PORT": str(self.port),
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve"],
-            cwd=scratch_pgdata.parent,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.client.get("/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop(signal.SIGKILL)
-        raise AssertionError(f"users-api serve did not become ready:\n{self.output}")
+class Service(ServedAPI):
+    """`users-api serve` on an embedded server of its own, its data asked for in `pgdata`."""
 
-    def stop(self, signum: int) -> int:
-        self.client.close()
-        self.process.send_signal(signum)
-        self.output, _ = self.process.communicate(timeout=60)
-        return self.process.returncode
+    def __init__(self, pgdata: Path) -> None:
+        env = {"EMBEDDED_PGDATA": str(pgdata), "EMBEDDED_PGPORT": str(free_port())}
+        super().__init__(env, cwd=pgdata.parent)
 
 
-def api_roles(pgdata: Path) -> set[str]:
+def api_roles(data_dir: Path) -> set[str]:
     """The roles users-api's pooled connections log in as, read as the embedded owner role."""
-    port = int((pgdata / "pgpass").read_text().split(":")[1])
-    password = (pgdata / "owner-password").read_text().strip()
+    port = int((data_dir / "pgpass").read_text().split(":")[1])
+    password = (data_dir / "owner-password").read_text().strip()
     url = f"postgresql://{embedded.OWNER_ROLE}:{password}@127.0.0.1:{port}/{embedded.DATABASE}"
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT usename FROM pg_stat_activity WHERE application_name = 'users-api'").fetchall()
     return {row[0] for row in rows}
 
 
-def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(scratch_pgdata: Path) -> None:
-    first = Service(scratch_pgdata)
+@pytest.fixture(params=["open", "private"])
+def pgdata(request: pytest.FixtureRequest, scratch_pgdata: Path) -> Iterator[tuple[Path, Path]]:
+    """EMBEDDED_PGDATA, and where the data will be: the same folder, or as root, for a folder in a
+    checkout that the server's user cannot enter, a folder of users-api's own (removed afterwards)."""
+    if request.param == "open":
+        yield scratch_pgdata, scratch_pgdata
+        return
+    if os.geteuid() != 0:
+        pytest.skip("only root's server runs as another user, who may be kept out of a private folder")
+    checkout = request.getfixturevalue("private") / "checkout"
+    checkout.mkdir()
+    asked = checkout / ".pgdata"
+    kept = embedded.locate(asked, pwd.getpwnam(embedded.SERVER_OS_USER))
+    assert not kept.exists()
+    yield asked, kept
+    shutil.rmtree(kept)
+
+
+def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(pgdata: tuple[Path, Path]) -> None:
+    asked, kept = pgdata
+    first = Service(asked)
     created = first.client.post("/users", json={"email": "kept@example.com", "name": "Kept"})
-    pid = server_pid(scratch_pgdata)
-    connected_as = api_roles(scratch_pgdata)
+    pid = server_pid(kept)
+    connected_as = api_roles(kept)
     assert first.stop(signal.SIGINT) in (0, 130)  # Ctrl-C
 
     assert created.status_code == 201
     assert connected_as == {embedded.APP_ROLE}, "the API connects as the app role, not the owner or superuser"
     assert pid is not None and not alive(pid), "Ctrl-C stops the embedded server too"
-    assert str(scratch_pgdata) in first.output and "psql" in first.output
+    assert f"data in {kept}," in first.output and "psql" in first.output
     assert "migrations applied: 0001_create_users, 0002_grant_app_role" in first.output
     assert f"-U {embedded.OWNER_ROLE} " in first.output, "the psql command logged opens the database as the owner"
 
-    second = Service(scratch_pgdata)
+    second = Service(asked)
     fetched = second.client.get(f"/users/{created.json()['id']}")
-    pid = server_pid(scratch_pgdata)
+    pid = server_pid(kept)
     second.stop(signal.SIGTERM)
 
     assert fetched.json() == created.json(), "users survive a restart"
     assert "migrations applied: none pending" in second.output
     assert pid is not None and not alive(pid), "SIGTERM stops the embedded server too"
+    if asked != kept:
+        assert f"cannot enter {asked.parents[1]}, so the data is kept in {kept}" in first.output
+        assert not asked.exists() and asked.parents[1].stat().st_mode & 0o777 == 0o700, "the checkout is untouched"
 
 
 def test_without_database_url_or_the_wheel_serve_says_what_to_do(

@@ -1,9 +1,12 @@
 """The embedded PostgreSQL: found without the wheel's Python layer, restartable, never left running."""
 
+import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -96,16 +99,73 @@ def test_the_binaries_are_found_without_importing_the_wheel() -> None:
     assert embedded.WHEEL_PACKAGE not in sys.modules
 
 
-def test_a_folder_the_server_user_cannot_enter_is_refused_not_opened(tmp_path: Path) -> None:
-    private = tmp_path / "home"
-    target = private / "project" / ".pgdata"
-    target.mkdir(parents=True)
-    private.chmod(0o700)
-    stranger = pwd.struct_passwd(("stranger", "x", 64999, 64999, "", "/", "/bin/false"))
+STRANGER = pwd.struct_passwd(("stranger", "x", 64999, 64999, "", "/", "/bin/false"))
 
-    with pytest.raises(EmbeddedError, match=f"cannot enter {private}"):
-        embedded._check_reachable(target, stranger)
+
+def test_data_the_server_user_cannot_reach_is_kept_in_a_system_folder_named_after_the_checkout(private: Path) -> None:
+    first, second = private / "project" / ".pgdata", private / "other" / "project" / ".pgdata"
+
+    found = embedded.locate(first, STRANGER)
+
+    assert found.parent == embedded.SYSTEM_HOME / "clusters"
+    assert found.name.startswith("project-pgdata-")
+    assert embedded.locate(first, STRANGER) == found, "the same folder at every start"
+    assert embedded.locate(second, STRANGER) not in (found, second), "two checkouts never share a cluster"
     assert private.stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
+    assert not (private / "project").exists()
+
+
+def test_data_the_server_user_can_reach_stays_where_it_was_asked_for(scratch_pgdata: Path) -> None:
+    assert embedded.locate(scratch_pgdata, STRANGER) == scratch_pgdata
+
+
+def test_a_cluster_already_in_a_private_folder_is_refused_and_left_as_it_is(private: Path) -> None:
+    cluster = private / "project" / ".pgdata" / "cluster"
+    cluster.mkdir(parents=True)
+    (cluster / "PG_VERSION").write_text("18\n")
+
+    with pytest.raises(EmbeddedError, match=f"cannot enter {private}, and .* holds a cluster: .*mv "):
+        embedded.locate(cluster.parent, STRANGER)
+    assert (cluster / "PG_VERSION").read_text() == "18\n"
+
+
+def copy_of_the_wheel(into: Path) -> Path:
+    """The wheel's server laid out as pip lays it out (the binaries and the libraries they link); its bin."""
+    bin_dir = embedded.find_binaries()
+    site = bin_dir.parents[2]
+    for part in (bin_dir.parent.relative_to(site), Path(f"{embedded.WHEEL_PACKAGE}.libs")):
+        shutil.copytree(site / part, into / part, symlinks=True)
+    return into / bin_dir.relative_to(site)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's server runs as another user, who may be kept out")
+def test_as_root_data_and_binaries_in_a_private_folder_start_stop_and_restart_with_the_data_kept(
+    private: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_home = Path(tempfile.mkdtemp(prefix="users-api-test-"))  # in /tmp, standing in for /var/lib
+    system_home.chmod(0o755)
+    monkeypatch.setattr(embedded, "SYSTEM_HOME", system_home / "users-api")
+    bin_dir = copy_of_the_wheel(private / "venv" / "site-packages")
+    pgdata = private / "checkout" / ".pgdata"
+    try:
+        with embedded_postgres(pgdata, free_port(), durable=False, bin_dir=bin_dir) as server:
+            with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+                conn.execute("CREATE TABLE kept (note text)")
+                conn.execute("INSERT INTO kept VALUES ('written before the stop')")
+            first = server
+        with embedded_postgres(pgdata, free_port(), durable=False, bin_dir=bin_dir) as server:
+            with psycopg.connect(server.url("postgres")) as conn:
+                kept = conn.execute("SELECT note FROM kept").fetchall()
+            pid = server_pid(server.data_dir)
+    finally:
+        shutil.rmtree(system_home)
+
+    assert kept == [("written before the stop",)]
+    assert (server.data_dir, server.bin_dir) == (first.data_dir, first.bin_dir), "found again at the restart"
+    assert server.data_dir.is_relative_to(system_home) and server.bin_dir.is_relative_to(system_home)
+    assert pid is not None and not alive(pid), "leaving the block stops the server"
+    assert private.stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
+    assert not pgdata.exists(), "nothing written in the private folder"
 
 
 def test_first_use_makes_the_owner_and_app_roles_and_the_database_once(scratch_pgdata: Path) -> None:
