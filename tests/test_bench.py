@@ -127,8 +127,9 @@ def write_report(path: Path) -> str:
 
 
 def test_the_results_file_and_chart_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(fake_apt_get(tmp_path, installs=True).parent))
-    wrk.ensure_wrk()
+    (tmp_path / "wrk").write_text(FAKE_WRK)
+    (tmp_path / "wrk").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
 
     text = write_report(tmp_path / "run.md")
 
@@ -222,9 +223,10 @@ elif not ((here / "updated").exists() and {installs}):
     sys.exit(100)
 else:
     wrk = here / "wrk"
-    wrk.write_text("#!/bin/sh\\necho 'wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer'\\n")
+    wrk.write_text({wrk!r})
     wrk.chmod(0o755)
 """
+FAKE_WRK = "#!/bin/sh\necho 'wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer'\n"
 
 
 def fake_apt_get(tmp_path: Path, *, installs: bool) -> Path:
@@ -232,7 +234,7 @@ def fake_apt_get(tmp_path: Path, *, installs: bool) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     apt_get = bin_dir / "apt-get"
-    apt_get.write_text(FAKE_APT_GET.format(python=sys.executable, installs=installs))
+    apt_get.write_text(FAKE_APT_GET.format(python=sys.executable, installs=installs, wrk=FAKE_WRK))
     apt_get.chmod(0o755)
     return apt_get
 
