@@ -100,7 +100,7 @@ def database(pgdata: Path) -> Iterator[Database]:
         yield _bench_database(given, bin_dir=None)
         return
     with embedded_postgres(pgdata, _free_port()) as server:
-        yield _bench_database(server.url(), bin_dir=server.bin_dir, embedded=server)
+        yield _bench_database(server.url("postgres"), bin_dir=server.bin_dir, embedded=server)
 
 
 def _bench_database(admin_url: str, bin_dir: Path | None, embedded: EmbeddedServer | None = None) -> Database:
