@@ -281,3 +281,17 @@ def test_without_wrk_or_root_the_harness_says_how_to_install_it(
     message = capsys.readouterr().err
     assert "apt-get install wrk" in message and message.count("\n") == 1
     assert not (tmp_path / "bin" / "apt-get.log").exists(), "only root installs"
+
+
+def test_the_bench_database_is_made_on_a_fresh_embedded_server(
+    scratch_pgdata: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import run
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with run.database(scratch_pgdata) as db, psycopg.connect(db.url) as conn:
+        found = conn.execute("SELECT current_database()").fetchone()
+        postmaster_running = db.postmaster_pid is not None and Path(f"/proc/{db.postmaster_pid}").exists()
+
+    assert found == (run.BENCH_DATABASE,)
+    assert postmaster_running, "the server's CPU is read from its postmaster"
