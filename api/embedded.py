@@ -160,15 +160,15 @@ def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
         log.info("running as root: copying the PostgreSQL binaries to %s, where %s can run them", copy, SERVER_OS_USER)
         _system_folder(copy.parent)
         scratch = Path(tempfile.mkdtemp(prefix=".copying-", dir=copy.parent))
+        staged = scratch / "copy"
         try:
             for part in (bin_dir.parent.relative_to(site), Path(f"{WHEEL_PACKAGE}.libs")):
                 if (site / part).is_dir():
-                    shutil.copytree(site / part, scratch / "copy" / part, symlinks=True)
-            for folder in (scratch / "copy", *(scratch / "copy" / bin_dir.parent.relative_to(site)).parents):
-                if folder.is_relative_to(scratch / "copy"):
-                    folder.chmod(0o755)  # made here, with whatever umask root has
+                    shutil.copytree(site / part, staged / part, symlinks=True)
+                    for above in part.parents:  # made by copytree with root's umask; what it copied keeps its mode
+                        (staged / above).chmod(0o755)
             # Whole or not at all: a copy cut short never takes the name that later starts look for.
-            (scratch / "copy").rename(copy)
+            staged.rename(copy)
         except OSError:
             if not (copied_bin / "postgres").is_file():  # else another users-api finished it first
                 raise
