@@ -41,6 +41,9 @@ APP_ROLE = "users_api_app"
 SERVER_OS_USER = "users-api-pg"
 # As root, where data and binaries go when SERVER_OS_USER cannot enter the folders they were meant for.
 SYSTEM_HOME = Path("/var/lib/users-api")
+# Written in EMBEDDED_PGDATA when the data went to SYSTEM_HOME: where it is, so that a checkout that is
+# moved, renamed or opened up later finds its users again rather than starting an empty cluster.
+KEPT_IN = "kept-in"
 START_TIMEOUT_SECONDS = 60
 # For throwaway clusters (the test suite): durability costs time and protects nothing there.
 NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -97,13 +100,15 @@ def embedded_postgres(
     data_dir = data_dir.resolve()
     user = _server_os_user() if os.geteuid() == 0 else None
     if user is not None:
-        data_dir = locate(data_dir, user)
         bin_dir = _binaries_reachable_by(user, bin_dir)
-        if data_dir.is_relative_to(SYSTEM_HOME):
+        asked, data_dir = data_dir, locate(data_dir, user)
+        if data_dir != asked:
+            _make_folders(asked, mode=0o700)
+            (asked / KEPT_IN).write_text(f"{data_dir}\n", encoding="utf-8")
             _system_folder(data_dir.parent)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if user is not None:
-        data_dir.chmod(0o755)  # our own folder: the server's user must reach the cluster inside it
+    # The server's user passes through the data folder to its own cluster and log, and reads nothing
+    # else there (the passwords are 0600 and root's); 0711 when this is root and made the folder.
+    _make_folders(data_dir, mode=0o711 if user is not None else 0o700)
     with _exclusive(data_dir / "lock"):
         runner = _Runner(bin_dir, data_dir, user)
         cluster = data_dir / "cluster"
@@ -126,31 +131,51 @@ def locate(data_dir: Path, user: pwd.struct_passwd) -> Path:
     """Where the data of `data_dir` lives when the server runs as `user`: there, if `user` can enter it.
 
     Otherwise in a folder of users-api's own under SYSTEM_HOME, named after the checkout and told apart
-    from other checkouts' by a digest of the full path, the same at every start.
+    from other checkouts' by a digest of the full path. Once there, it is found there at every start:
+    through KEPT_IN, even after the checkout moved or its folders were opened up.
     """
     data_dir = data_dir.resolve()
-    barrier = _barrier(data_dir.parent, user)
-    if barrier is None:
-        return data_dir
+    if (data_dir / KEPT_IN).is_file():
+        return _kept_in(data_dir / KEPT_IN)
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
     home = SYSTEM_HOME / "clusters" / f"{data_dir.parent.name}-{data_dir.name.lstrip('.')}-{digest}"
-    if (data_dir / "cluster" / "PG_VERSION").is_file():
+    barrier = _barrier(data_dir, user)
+    here = (data_dir / "cluster" / "PG_VERSION").is_file()
+    if barrier is None and (here or not (home / "cluster" / "PG_VERSION").is_file()):
+        return data_dir
+    if here:
         raise EmbeddedError(
             f"running as root, the embedded PostgreSQL runs as {SERVER_OS_USER}, which cannot enter "
             f"{barrier}, and {data_dir} holds a cluster: to keep its users, move it where it will be looked "
-            f"for (`mkdir -p {home.parent} && mv {data_dir} {home}`), or set DATABASE_URL"
+            f"for (`mkdir -p {home.parent} && mv -T {data_dir} {home} && chown -R {SERVER_OS_USER}: "
+            f"{home}/cluster`), or set DATABASE_URL"
         )
     log.info("running as root: %s cannot enter %s, so the data is kept in %s", SERVER_OS_USER, barrier, home)
     return home
 
 
-def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
-    """`bin_dir`, or a copy of the wheel's server (bin, lib, share, and the libraries they link) that
-    `user` can run, made once and kept."""
-    # bin_dir is <site-packages>/<wheel>/pginstall18/bin; its programs find the libraries they link in
-    # <site-packages>/<wheel>.libs (auditwheel's RPATH, $ORIGIN/../../../<wheel>.libs): copy both,
-    # keeping where they are relative to each other.
+def _kept_in(pointer: Path) -> Path:
+    home = Path(pointer.read_text(encoding="utf-8").strip())
+    if home.parent != SYSTEM_HOME / "clusters":  # root follows it: never anywhere else
+        raise EmbeddedError(f"{pointer} names {home}, which is not a folder of {SYSTEM_HOME / 'clusters'}")
+    return home
+
+
+def wheel_parts(bin_dir: Path) -> tuple[Path, list[Path]]:
+    """The site-packages folder of the wheel whose server is in `bin_dir`, and what the server needs of it.
+
+    bin_dir is <site-packages>/<wheel>/pginstall18/bin; its programs find the libraries they link in
+    <site-packages>/<wheel>.libs (auditwheel's RPATH, $ORIGIN/../../../<wheel>.libs).
+    """
     site = bin_dir.parents[2]
+    parts = [bin_dir.parent.relative_to(site), Path(f"{WHEEL_PACKAGE}.libs")]
+    return site, [part for part in parts if (site / part).is_dir()]
+
+
+def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
+    """`bin_dir`, or a copy of the wheel's server that `user` can run, made once and kept: root's,
+    readable by all, writable by root alone (root runs psql and pgbench from it too)."""
+    site, parts = wheel_parts(bin_dir)
     if _barrier(site, user) is None:
         return bin_dir
     digest = hashlib.sha256((bin_dir / "postgres").read_bytes()).hexdigest()[:12]
@@ -162,11 +187,9 @@ def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
         scratch = Path(tempfile.mkdtemp(prefix=".copying-", dir=copy.parent))
         staged = scratch / "copy"
         try:
-            for part in (bin_dir.parent.relative_to(site), Path(f"{WHEEL_PACKAGE}.libs")):
-                if (site / part).is_dir():
-                    shutil.copytree(site / part, staged / part, symlinks=True)
-                    for above in part.parents:  # made by copytree with root's umask; what it copied keeps its mode
-                        (staged / above).chmod(0o755)
+            for part in parts:
+                shutil.copytree(site / part, staged / part, symlinks=True)
+            _open_to_read(staged)
             # Whole or not at all: a copy cut short never takes the name that later starts look for.
             staged.rename(copy)
         except OSError:
@@ -177,14 +200,32 @@ def _binaries_reachable_by(user: pwd.struct_passwd, bin_dir: Path) -> Path:
     return copied_bin
 
 
+def _open_to_read(tree: Path) -> None:
+    """Folders 0755, programs 0755, other files 0644: whatever modes pip gave them under root's umask."""
+    for folder, _, files in os.walk(tree):
+        Path(folder).chmod(0o755)
+        for name in files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+
+
 def _system_folder(path: Path) -> None:
     """`path`, under SYSTEM_HOME, and the folders between: root's, and open to all to enter, like /var/lib."""
-    SYSTEM_HOME.mkdir(parents=True, exist_ok=True)
-    folder = SYSTEM_HOME
-    for part in ("", *path.relative_to(SYSTEM_HOME).parts):
-        folder /= part
-        folder.mkdir(exist_ok=True)
-        folder.chmod(0o755)
+    path.relative_to(SYSTEM_HOME)  # never anywhere else
+    _make_folders(SYSTEM_HOME, mode=0o755)
+    for folder in reversed((path, *path.parents)):
+        if folder.is_relative_to(SYSTEM_HOME):
+            folder.mkdir(exist_ok=True)
+            folder.chmod(0o755)
+
+
+def _make_folders(path: Path, mode: int) -> None:
+    """Make `path` with `mode`, and the missing folders above it 0755: only those made here, whatever the umask."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir()
+        folder.chmod(mode if folder == path else 0o755)
 
 
 @contextmanager
@@ -237,7 +278,8 @@ class _Runner:
         return self.run("pg_ctl", "status", "-D", str(cluster)).returncode == 0
 
     def pg_ctl_start(self, cluster: Path, log_file: Path, settings: list[str]) -> None:
-        log_file.touch()
+        log_file.touch(mode=0o600)
+        log_file.chmod(0o600)  # it quotes rows (a duplicate email, say): for the server's user alone
         self.chown(log_file)
         options = " ".join(f"-c {setting}" for setting in settings)
         started = self.run(
@@ -359,7 +401,7 @@ def _server_os_user() -> pwd.struct_passwd:
 def _barrier(path: Path, user: pwd.struct_passwd) -> Path | None:
     """The outermost folder on the way to `path`, `path` included, that `user` may not enter; None if none.
 
-    Folders that do not exist yet are passed over: mkdir makes them later, with the usual 0755.
+    Folders that do not exist yet are passed over: _make_folders makes them later, 0755.
     """
     for folder in reversed((path, *path.parents)):
         try:

@@ -1,7 +1,6 @@
 """`users-api serve` as `make run` runs it: embedded server, migrations, HTTP, clean stop, kept data."""
 
 import os
-import pwd
 import shutil
 import signal
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ def pgdata(request: pytest.FixtureRequest, scratch_pgdata: Path) -> Iterator[tup
     checkout = request.getfixturevalue("private") / "checkout"
     checkout.mkdir()
     asked = checkout / ".pgdata"
-    kept = embedded.locate(asked, pwd.getpwnam(embedded.SERVER_OS_USER))
+    kept = embedded.locate(asked, embedded._server_os_user())
     assert not kept.exists()
     yield asked, kept
     shutil.rmtree(kept)
@@ -78,7 +77,8 @@ def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(pgdata:
     assert pid is not None and not alive(pid), "SIGTERM stops the embedded server too"
     if asked != kept:
         assert f"cannot enter {asked.parents[1]}, so the data is kept in {kept}" in first.output
-        assert not asked.exists() and asked.parents[1].stat().st_mode & 0o777 == 0o700, "the checkout is untouched"
+        assert [path.name for path in asked.iterdir()] == [embedded.KEPT_IN], "no data in the checkout"
+        assert asked.parents[1].stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
 
 
 def test_without_database_url_or_the_wheel_serve_says_what_to_do(

@@ -129,12 +129,29 @@ def test_a_cluster_already_in_a_private_folder_is_refused_and_left_as_it_is(priv
     assert (cluster / "PG_VERSION").read_text() == "18\n"
 
 
+def test_an_existing_data_folder_the_server_user_cannot_enter_is_not_opened_up(private: Path) -> None:
+    found = embedded.locate(private, STRANGER)  # EMBEDDED_PGDATA=$(mktemp -d)
+
+    assert found.parent == embedded.SYSTEM_HOME / "clusters"
+    assert private.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_pointer_to_the_data_is_followed_only_into_the_system_folder(private: Path) -> None:
+    (private / embedded.KEPT_IN).write_text("/etc\n")
+
+    with pytest.raises(EmbeddedError, match="names /etc, which is not a folder of"):
+        embedded.locate(private, STRANGER)
+
+
 def copy_of_the_wheel(into: Path) -> Path:
-    """The wheel's server laid out as pip lays it out (the binaries and the libraries they link); its bin."""
+    """The wheel's server laid out as pip lays it out, under root's umask of a hardened host; its bin."""
     bin_dir = embedded.find_binaries()
-    site = bin_dir.parents[2]
-    for part in (bin_dir.parent.relative_to(site), Path(f"{embedded.WHEEL_PACKAGE}.libs")):
+    site, parts = embedded.wheel_parts(bin_dir)
+    for part in parts:
         shutil.copytree(site / part, into / part, symlinks=True)
+    for path in into.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~0o027)  # what pip makes under umask 027
     return into / bin_dir.relative_to(site)
 
 
@@ -146,26 +163,31 @@ def test_as_root_data_and_binaries_in_a_private_folder_start_stop_and_restart_wi
     system_home.chmod(0o755)
     monkeypatch.setattr(embedded, "SYSTEM_HOME", system_home / "users-api")
     bin_dir = copy_of_the_wheel(private / "venv" / "site-packages")
-    pgdata = private / "checkout" / ".pgdata"
+    checkout = private / "checkout"
     try:
-        with embedded_postgres(pgdata, free_port(), durable=False, bin_dir=bin_dir) as server:
+        with embedded_postgres(checkout / ".pgdata", free_port(), durable=False, bin_dir=bin_dir) as server:
             with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
                 conn.execute("CREATE TABLE kept (note text)")
                 conn.execute("INSERT INTO kept VALUES ('written before the stop')")
             first = server
-        with embedded_postgres(pgdata, free_port(), durable=False, bin_dir=bin_dir) as server:
+        checkout = checkout.rename(private / "moved")
+        with embedded_postgres(checkout / ".pgdata", free_port(), durable=False, bin_dir=bin_dir) as server:
             with psycopg.connect(server.url("postgres")) as conn:
                 kept = conn.execute("SELECT note FROM kept").fetchall()
             pid = server_pid(server.data_dir)
+        copied = [path.stat().st_mode for path in server.bin_dir.parents[2].rglob("*") if not path.is_symlink()]
+        log_mode = (server.data_dir / "postgresql.log").stat().st_mode
     finally:
         shutil.rmtree(system_home)
 
-    assert kept == [("written before the stop",)]
-    assert (server.data_dir, server.bin_dir) == (first.data_dir, first.bin_dir), "found again at the restart"
+    assert kept == [("written before the stop",)], "found again, though the checkout moved"
+    assert (server.data_dir, server.bin_dir) == (first.data_dir, first.bin_dir)
     assert server.data_dir.is_relative_to(system_home) and server.bin_dir.is_relative_to(system_home)
     assert pid is not None and not alive(pid), "leaving the block stops the server"
     assert private.stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
-    assert not pgdata.exists(), "nothing written in the private folder"
+    assert {path.name for path in (checkout / ".pgdata").iterdir()} == {embedded.KEPT_IN}, "no data in the checkout"
+    assert copied and all(mode & 0o444 == 0o444 and not mode & 0o022 for mode in copied), "readable, root's to write"
+    assert log_mode & 0o777 == 0o600, "the log quotes rows: the server's user's alone"
 
 
 def test_first_use_makes_the_owner_and_app_roles_and_the_database_once(scratch_pgdata: Path) -> None:
