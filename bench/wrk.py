@@ -42,8 +42,8 @@ def ensure_wrk() -> str | None:
     if found is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return found
     print("bench: wrk is missing; installing it with apt-get", file=sys.stderr, flush=True)
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     for commands in ([APT_INSTALL], [APT_UPDATE, APT_INSTALL]):
-        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
         if all(subprocess.run(command, env=env, check=False).returncode == 0 for command in commands):  # noqa: S603
             return find_wrk()
     return None
