@@ -1,3 +1,3 @@
-from api.cli import main
+from api.ops.cli import main
 
 raise SystemExit(main())

@@ -1,13 +1,24 @@
-"""Configuration, read from environment variables (and a `.env` file if present)."""
+"""What the request path reads: the database it connects to, the pool and the timeouts.
 
-from pathlib import Path
+Environment variables (and a `.env` file if present). What only operations read (where to listen,
+how many workers, the embedded server) is api/ops/settings.py's.
+"""
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def postgres_url(url: str | None) -> str | None:
+    """A PostgreSQL URL, or None for an empty or missing one."""
+    if not url:
+        return None  # DATABASE_URL= (empty) means unset, as in most shells' habits
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql:// (or postgres://)")
+    return url
+
+
 class Settings(BaseSettings):
-    """Every knob of the service; the README's configuration table lists the same names."""
+    """The app's knobs; the README's configuration table lists the same names."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
@@ -15,19 +26,6 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL as the app role, which the API connects as; unset starts the embedded server.",
     )
-    owner_database_url: str | None = Field(
-        default=None,
-        description="The same database as the owner role, which runs the migrations; unset: DATABASE_URL's role.",
-    )
-    migrate_on_serve: bool = Field(
-        default=True,
-        description="Apply pending migrations before serving; false when a separate `users-api migrate` does.",
-    )
-    host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")
-    port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server listens on.")
-    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
-    log_level: str = Field(default="info", description="Log level of users-api and uvicorn.")
-
     pool_min_size: int = Field(default=2, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     pool_acquire_timeout: float = Field(
@@ -42,26 +40,4 @@ class Settings(BaseSettings):
     )
     ready_timeout: float = Field(default=1.0, gt=0, description="Seconds /ready waits for SELECT 1.")
 
-    embedded_pgdata: Path = Field(
-        default=Path(".pgdata"), description="Folder of the embedded server's data, log and password."
-    )
-    embedded_pgport: int = Field(
-        default=54329, ge=1, le=65535, description="TCP port of the embedded server (127.0.0.1 only)."
-    )
-
-    @field_validator("database_url", "owner_database_url")
-    @classmethod
-    def _postgres_scheme(cls, url: str | None) -> str | None:
-        if not url:
-            return None  # DATABASE_URL= (empty) means unset, as in most shells' habits
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql:// (or postgres://)")
-        return url
-
-    @model_validator(mode="after")
-    def _owner_with_app(self) -> "Settings":
-        if self.owner_database_url is not None and self.database_url is None:
-            raise ValueError(
-                "OWNER_DATABASE_URL is set without DATABASE_URL: set both, or neither for the embedded server"
-            )
-        return self
+    _database_url = field_validator("database_url")(postgres_url)

@@ -3,12 +3,9 @@
 import os
 from pathlib import Path
 
+from api.ops.processes import stat_fields
+
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str]:
-    # The command name may hold spaces and parentheses; the fields after the last ')' do not.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _children(pid: int) -> list[int]:
@@ -41,7 +38,7 @@ def cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> float:
     total = 0
     for process in descendants(pid):
         try:
-            fields = _stat_fields(process)
+            fields = stat_fields(process)
         except FileNotFoundError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime

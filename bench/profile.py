@@ -15,8 +15,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from api.ops.cluster import find_available_port
 from bench import run as bench
 from bench import systems, wrk
+from bench.report import WORKLOADS
 
 
 def summarise(raw: Path, top: int = 30) -> str:
@@ -41,7 +43,7 @@ def summarise(raw: Path, top: int = 30) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench-profile", description=__doc__)
-    parser.add_argument("--workload", default="get", choices=bench.WORKLOADS)
+    parser.add_argument("--workload", default="get", choices=WORKLOADS)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args(argv)
@@ -49,10 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
         return 2
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    config = bench.Config(1, 2, args.seconds, args.rows, 64, 10, 1, quick=False)
+    config = bench.Config(
+        rounds=1,
+        warmup=2,
+        seconds=args.seconds,
+        rows=args.rows,
+        connections=64,
+        db_connections=10,
+        workers=1,
+        quick=False,
+    )
     with tempfile.TemporaryDirectory() as scratch, bench.database(bench.ROOT / ".pgdata-bench") as db:
         bench.seed(db, args.rows)
-        api = systems.users_api(db.url, bench._free_port(), workers=1)
+        api = systems.users_api(db.url, find_available_port(), workers=1)
         api.start(Path(scratch))
         raw = Path(scratch) / "profile.txt"
         try:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,21 +19,20 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 
-from api import migrations
-from api.embedded import EmbeddedServer, embedded_postgres
+from api.ops import migrator
+from api.ops.cluster import Cluster, cluster_for, find_available_port
+from api.ops.processes import parent_of
 from bench import dbceiling, procstat, report, systems, wrk
-from bench.report import Run
+from bench.report import SYSTEMS, WORKLOADS, Run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
-WORKLOADS = ["create", "get", "list_start", "list_deep", "mix"]
-ALL_SYSTEMS = ["users-api", "orm", "http-ceiling", "db-asyncpg", "db-pgbench"]
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 # Fixed statements of the harness's own (not the service's): a fresh database for every run.
 DROP_DATABASE = "DROP DATABASE IF EXISTS users_api_bench WITH (FORCE)"
@@ -59,7 +57,7 @@ class Config:
     db_connections: int
     workers: int
     quick: bool
-    systems: tuple[str, ...] = tuple(ALL_SYSTEMS)
+    systems: tuple[str, ...] = tuple(SYSTEMS)
     workloads: tuple[str, ...] = tuple(WORKLOADS)
 
 
@@ -81,55 +79,42 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--connections", type=int, default=64, help="HTTP connections of the load")
     parser.add_argument("--db-connections", type=int, default=10, help="connections of the database ceilings")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of every HTTP system")
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated subset, for quick A/B runs")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset, for quick A/B runs")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.seconds, args.rows = 1, 1.0, 2.0, 20_000
     return Config(
-        args.rounds, args.warmup, args.seconds, args.rows, args.connections, args.db_connections, args.workers,
-        args.quick, tuple(args.systems.split(",")), tuple(args.workloads.split(",")),
-    )  # fmt: skip
+        rounds=args.rounds,
+        warmup=args.warmup,
+        seconds=args.seconds,
+        rows=args.rows,
+        connections=args.connections,
+        db_connections=args.db_connections,
+        workers=args.workers,
+        quick=args.quick,
+        systems=tuple(args.systems.split(",")),
+        workloads=tuple(args.workloads.split(",")),
+    )
 
 
 @contextmanager
 def database(pgdata: Path) -> Iterator[Database]:
-    """The bench database on DATABASE_URL's server, or on an embedded server over TCP."""
-    given = os.environ.get("DATABASE_URL")
-    if given:
-        yield _bench_database(given, bin_dir=None)
-        return
-    with embedded_postgres(pgdata, _free_port()) as server:
-        yield _bench_database(server.url("postgres"), bin_dir=server.bin_dir, embedded=server)
+    """The bench database on DATABASE_URL's server, or on an embedded one (its files in `pgdata`) over TCP."""
+    with cluster_for(os.environ.get("DATABASE_URL"), pgdata) as cluster:
+        yield _bench_database(cluster)
 
 
-def _bench_database(admin_url: str, bin_dir: Path | None, embedded: EmbeddedServer | None = None) -> Database:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+def _bench_database(cluster: Cluster) -> Database:
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute(DROP_DATABASE)
         conn.execute(CREATE_DATABASE)
         backend = conn.execute(BACKEND_PID).fetchone()
-    parts = urlsplit(admin_url)
-    url = parts._replace(path=f"/{BENCH_DATABASE}").geturl()
-    server = dbceiling.Server(
-        parts.hostname or "127.0.0.1",
-        parts.port or 5432,
-        parts.username or "postgres",
-        parts.password,
-        BENCH_DATABASE,
-    )
-    postmaster = None
-    if embedded is not None:
-        postmaster = int((embedded.data_dir / "cluster" / "postmaster.pid").read_text().split()[0])
-    elif backend is not None and Path(f"/proc/{backend[0]}").exists():  # a server on this machine
-        postmaster = int(Path(f"/proc/{backend[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return Database(url, server, postmaster, bin_dir)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    postmaster = cluster.postmaster_pid()
+    if postmaster is None and backend is not None and cluster.host in LOCAL_HOSTS:
+        postmaster = parent_of(backend[0])  # a server given by URL that runs on this machine: its backend's parent
+    server = dbceiling.Server(cluster.host, cluster.port, cluster.user, cluster.password, BENCH_DATABASE)
+    return Database(cluster.url(BENCH_DATABASE), server, postmaster, cluster.bin_dir)
 
 
 def progress(message: str) -> None:
@@ -138,7 +123,7 @@ def progress(message: str) -> None:
 
 def seed(db: Database, rows: int) -> tuple[float, str]:
     """Migrate and seed through the service's own CLI; return rows/s and the command."""
-    migrations.apply(db.url, migrations.role_of(db.url))
+    migrator.apply(db.url, migrator.role_of(db.url))
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
         command,
@@ -192,8 +177,7 @@ def measure_asyncpg(workload: str, config: Config, db: Database) -> Run:
     elapsed = time.perf_counter() - started
     cpu_pg = _pg_cpu(db) - cpu_pg
     operations = measured.requests * elapsed / measured.seconds
-    return Run(0, "db-asyncpg", workload, measured.requests / measured.seconds, measured.p50_ms, measured.p99_ms,
-               0, None, cpu_pg * 1e6 / max(operations, 1) if db.postmaster_pid else None, None)  # fmt: skip
+    return _database_run("db-asyncpg", workload, measured, cpu_pg * 1e6 / max(operations, 1), db)
 
 
 def measure_pgbench(
@@ -208,9 +192,23 @@ def measure_pgbench(
     cpu_pg = _pg_cpu(db)
     measured = dbceiling.run_pgbench(command, db.server)
     cpu_pg = _pg_cpu(db) - cpu_pg
-    run = Run(0, "db-pgbench", workload, measured.requests / measured.seconds, measured.p50_ms, measured.p99_ms,
-              0, None, cpu_pg * 1e6 / max(measured.requests, 1) if db.postmaster_pid else None, None)  # fmt: skip
-    return run, command
+    return _database_run("db-pgbench", workload, measured, cpu_pg * 1e6 / max(measured.requests, 1), db), command
+
+
+def _database_run(system: str, workload: str, measured: dbceiling.Measured, pg_cpu_us: float, db: Database) -> Run:
+    """A database ceiling's run: no HTTP, so no API process; PostgreSQL's CPU when its process is known."""
+    return Run(
+        round=0,
+        system=system,
+        workload=workload,
+        rps=measured.requests / measured.seconds,
+        p50_ms=measured.p50_ms,
+        p99_ms=measured.p99_ms,
+        errors=0,
+        api_cpu_us=None,
+        pg_cpu_us=pg_cpu_us if db.postmaster_pid else None,
+        api_rss_mib=None,
+    )
 
 
 def _pg_cpu(db: Database) -> float:
@@ -237,12 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"seeding {config.rows:,} users")
         seed_rate, commands["seed"] = seed(db, config.rows)
         progress(f"seeded at {seed_rate:,.0f} rows/s")
-        api = systems.users_api(db.url, _free_port(), config.workers)
-        http = [api, systems.orm(db.url, _free_port(), config.workers)]
+        api = systems.users_api(db.url, find_available_port(), config.workers)
+        http = [api, systems.orm(db.url, find_available_port(), config.workers)]
         for system in http:
             system.start(logs)
         fetch_bodies(api, logs / "bodies.json")
-        http.append(systems.http_ceiling(logs / "bodies.json", _free_port(), config.workers))
+        http.append(systems.http_ceiling(logs / "bodies.json", find_available_port(), config.workers))
         http[-1].start(logs)
         pgbench = dbceiling.find_pgbench(db.bin_dir)
         measurers: list[tuple[str, Callable[[str], Run]]] = [
@@ -278,9 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     markdown, chart = report.write(
-        RESULTS / f"{stamp}.md", runs, config=asdict(config), seed_rate=seed_rate, commands=commands,
-        pg_settings=pg_settings, started=started, embedded=db.bin_dir is not None,
-    )  # fmt: skip
+        RESULTS / f"{stamp}.md",
+        runs,
+        config=asdict(config),
+        seed_rate=seed_rate,
+        commands=commands,
+        pg_settings=pg_settings,
+        started=started,
+        embedded=db.bin_dir is not None,
+    )
     progress(f"wrote {markdown.relative_to(ROOT)} and {chart.relative_to(ROOT)}")
     invalid = [run for run in runs if not run.valid]
     if invalid:

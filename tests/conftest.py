@@ -8,7 +8,8 @@ under test connects as the app role.
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +17,26 @@ import asyncpg
 import httpx
 import psycopg
 import pytest
-from fastapi import FastAPI
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 
-from api import migrations
 from api.app import create_app
-from api.embedded import embedded_postgres, find_binaries
-from api.provision import create_roles, find_psql
-from api.seed import seed
-
-from catalog import USERS
-from support import (
+from api.ops import migrator
+from api.ops.cluster import Cluster, cluster_for
+from api.ops.embedded import find_binaries
+from api.ops.provision import create_roles, find_psql
+from api.ops.seed import seed
+from tests.helpers import (
     APP,
     OWNER,
     TEST_DATABASES,
+    USERS,
+    ClientFactory,
     database_made_by_dba,
-    free_port,
     fresh_database,
     make_settings,
     serve,
-    url_of,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,29 +44,23 @@ TEST_DATABASE = "users_api_test"
 
 
 @pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[NoopExecutor]:
-    """The server the suite uses, described the way pytest-postgresql's factories expect."""
-    given = os.environ.get("TEST_DATABASE_URL")
-    if given:
-        info = conninfo_to_dict(given)
-        yield NoopExecutor(
-            host=str(info.get("host", "127.0.0.1")),
-            port=int(str(info.get("port", 5432))),
-            user=str(info.get("user", "postgres")),
-            password=str(info["password"]) if "password" in info else None,
-            dbname=TEST_DATABASE,
-            options="",
-        )
-        return
-    with embedded_postgres(ROOT / ".pgdata-test", free_port(), durable=False) as server:
-        yield NoopExecutor(
-            host="127.0.0.1",
-            port=server.port,
-            user="postgres",
-            password=server.password,
-            dbname=TEST_DATABASE,
-            options="",
-        )
+def cluster() -> Iterator[Cluster]:
+    """The server the suite uses: TEST_DATABASE_URL's, or an embedded one of its own, durability off."""
+    with cluster_for(os.environ.get("TEST_DATABASE_URL"), ROOT / ".pgdata-test", durable=False) as found:
+        yield found
+
+
+@pytest.fixture(scope="session")
+def postgresql_server(cluster: Cluster) -> NoopExecutor:
+    """The suite's server, described the way pytest-postgresql's factories expect."""
+    return NoopExecutor(
+        host=cluster.host,
+        port=cluster.port,
+        user=cluster.user,
+        password=cluster.password,
+        dbname=TEST_DATABASE,
+        options="",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,28 +69,30 @@ def psql() -> Path:
 
 
 @pytest.fixture(scope="session")
-def roles(postgresql_server: NoopExecutor, psql: Path) -> Iterator[None]:
+def roles(cluster: Cluster, postgresql_server: NoopExecutor, psql: Path) -> Iterator[None]:
     """The suite's OWNER and APP roles, made afresh by sql/setup/create_roles.sql and dropped at the end."""
-    _drop_test_roles(postgresql_server)  # and the databases of an interrupted run that hold their objects
-    create_roles(psql, url_of(postgresql_server, "postgres"), OWNER, APP)
+    _drop_test_roles(cluster, postgresql_server)  # and the databases of an interrupted run that hold their objects
+    create_roles(psql, cluster.url(), OWNER, APP)
     yield
-    _drop_test_roles(postgresql_server)
+    _drop_test_roles(cluster, postgresql_server)
 
 
-def _drop_test_roles(server: NoopExecutor) -> None:
+def _drop_test_roles(cluster: Cluster, server: NoopExecutor) -> None:
     for name in (server.template_dbname, TEST_DATABASE, *TEST_DATABASES):
-        fresh_database(server, name)
-    with psycopg.connect(url_of(server, "postgres"), autocommit=True) as conn:
+        fresh_database(cluster, name)
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
         for role in (APP, OWNER):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role.name)))
 
 
 @pytest.fixture(scope="session")
-def migrated_template(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[NoopExecutor]:
+def migrated_template(
+    cluster: Cluster, postgresql_server: NoopExecutor, roles: None, psql: Path
+) -> Iterator[NoopExecutor]:
     """A template database made as a DBA would, holding the real migrations, applied once for the run."""
     template = postgresql_server.template_dbname
-    with database_made_by_dba(postgresql_server, template, psql):
-        migrations.apply(url_of(postgresql_server, template, OWNER), APP.name)
+    with database_made_by_dba(cluster, template, psql):
+        migrator.apply(cluster.url(template, OWNER), APP.name)
         yield postgresql_server
 
 
@@ -107,15 +101,15 @@ postgresql = factories.postgresql("migrated_template")
 
 
 @pytest.fixture
-def database_url(postgresql: Any, migrated_template: NoopExecutor) -> str:
+def database_url(postgresql: Any, cluster: Cluster) -> str:
     """The test's database as the app role: what the API under test connects as."""
-    return url_of(migrated_template, TEST_DATABASE, APP)
+    return cluster.url(TEST_DATABASE, APP)
 
 
 @pytest.fixture
-def owner_database_url(postgresql: Any, migrated_template: NoopExecutor) -> str:
+def owner_database_url(postgresql: Any, cluster: Cluster) -> str:
     """The test's database as the owner role, for what the app role may not do (ANALYZE)."""
-    return url_of(migrated_template, TEST_DATABASE, OWNER)
+    return cluster.url(TEST_DATABASE, OWNER)
 
 
 @pytest.fixture
@@ -124,14 +118,33 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def app(database_url: str) -> FastAPI:
-    return create_app(make_settings(database_url))
+def client_factory(request: pytest.FixtureRequest) -> ClientFactory:
+    """The app built with these settings, extra `routes` added, served in-process while the block runs.
+
+    As Starlette's test_client_factory. On the test's database unless another `database_url` is given
+    (one that cannot be reached, say), which then needs no database of its own.
+    """
+
+    def factory(
+        *,
+        database_url: str | None = None,
+        routes: Mapping[str, Callable[..., Any]] | None = None,
+        raise_app_exceptions: bool = True,
+        **settings: Any,
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        url = database_url or request.getfixturevalue("database_url")
+        app = create_app(make_settings(url, **settings))
+        for path, endpoint in (routes or {}).items():
+            app.add_api_route(path, endpoint)
+        return serve(app, raise_app_exceptions=raise_app_exceptions)
+
+    return factory
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app over HTTP in-process, its lifespan (and so its pool) running."""
-    async with serve(app) as client:
+async def client(client_factory: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over HTTP in-process, its lifespan (and so its pool) running, on the test's database."""
+    async with client_factory() as client:
         yield client
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from support import openapi_document
+from tests.helpers import openapi_document
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 

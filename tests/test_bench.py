@@ -13,11 +13,12 @@ from types import ModuleType
 import psycopg
 import pytest
 
+from api.ops.embedded import find_binaries
+from api.ops.processes import alive
 from api.queries import SQL
 from bench import dbceiling, procstat, report, wrk
 from bench.profile import summarise
-
-from support import serve
+from tests.helpers import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +81,18 @@ def test_wrk_results_are_read_with_every_error_counted() -> None:
 
 
 def run(round_number: int, system: str, workload: str, rps: float, errors: int = 0) -> report.Run:
-    return report.Run(round_number, system, workload, rps, 10.0, 20.0, errors, 100.0, 50.0, 60.0)
+    return report.Run(
+        round=round_number,
+        system=system,
+        workload=workload,
+        rps=rps,
+        p50_ms=10.0,
+        p99_ms=20.0,
+        errors=errors,
+        api_cpu_us=100.0,
+        pg_cpu_us=50.0,
+        api_rss_mib=60.0,
+    )
 
 
 def fake_runs() -> list[report.Run]:
@@ -176,8 +188,6 @@ async def test_the_asyncpg_ceiling_runs_the_query_files(
 
 
 def test_pgbench_runs_the_same_statements(postgresql: psycopg.Connection, tmp_path: Path) -> None:
-    from api.embedded import find_binaries
-
     postgresql.execute(
         "INSERT INTO users (email, name) SELECT 'p' || n || '@example.com', 'P' FROM generate_series(1, 1200) n"
     )
@@ -291,7 +301,7 @@ def test_the_bench_database_is_made_on_a_fresh_embedded_server(
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with run.database(scratch_pgdata) as db, psycopg.connect(db.url) as conn:
         found = conn.execute("SELECT current_database()").fetchone()
-        postmaster_running = db.postmaster_pid is not None and Path(f"/proc/{db.postmaster_pid}").exists()
+        postmaster_running = db.postmaster_pid is not None and alive(db.postmaster_pid)
 
     assert found == (run.BENCH_DATABASE,)
     assert postmaster_running, "the server's CPU is read from its postmaster"

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_embedded import alive, server_pid
 
-from api import cli, embedded
-from api import migrations as migrations_module
-
-from support import ServedAPI, free_port, make_settings
+from api.ops import cli, embedded, migrator
+from api.ops.cluster import APP_ROLE, DATABASE, OWNER_ROLE, Databases, find_available_port, postmaster_pid
+from api.ops.processes import alive
+from api.ops.settings import ServiceSettings
+from tests.helpers import ServedAPI
 
 
 class Service(ServedAPI):
     """`users-api serve` on an embedded server of its own, its data asked for in `pgdata`."""
 
     def __init__(self, pgdata: Path) -> None:
-        env = {"EMBEDDED_PGDATA": str(pgdata), "EMBEDDED_PGPORT": str(free_port())}
+        env = {"EMBEDDED_PGDATA": str(pgdata), "EMBEDDED_PGPORT": str(find_available_port())}
         super().__init__(env, cwd=pgdata.parent)
 
 
@@ -28,7 +28,7 @@ def api_roles(data_dir: Path) -> set[str]:
     """The roles users-api's pooled connections log in as, read as the embedded owner role."""
     port = int((data_dir / "pgpass").read_text().split(":")[1])
     password = (data_dir / "owner-password").read_text().strip()
-    url = f"postgresql://{embedded.OWNER_ROLE}:{password}@127.0.0.1:{port}/{embedded.DATABASE}"
+    url = f"postgresql://{OWNER_ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT usename FROM pg_stat_activity WHERE application_name = 'users-api'").fetchall()
     return {row[0] for row in rows}
@@ -46,7 +46,7 @@ def pgdata(request: pytest.FixtureRequest, scratch_pgdata: Path) -> Iterator[tup
     checkout = request.getfixturevalue("private") / "checkout"
     checkout.mkdir()
     asked = checkout / ".pgdata"
-    kept = embedded.locate(asked, embedded._server_os_user())
+    kept = embedded.locate(asked, embedded.server_os_user())
     assert not kept.exists()
     yield asked, kept
     shutil.rmtree(kept)
@@ -56,20 +56,20 @@ def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(pgdata:
     asked, kept = pgdata
     first = Service(asked)
     created = first.client.post("/users", json={"email": "kept@example.com", "name": "Kept"})
-    pid = server_pid(kept)
+    pid = postmaster_pid(kept)
     connected_as = api_roles(kept)
     assert first.stop(signal.SIGINT) in (0, 130)  # Ctrl-C
 
     assert created.status_code == 201
-    assert connected_as == {embedded.APP_ROLE}, "the API connects as the app role, not the owner or superuser"
+    assert connected_as == {APP_ROLE}, "the API connects as the app role, not the owner or superuser"
     assert pid is not None and not alive(pid), "Ctrl-C stops the embedded server too"
     assert f"data in {kept}," in first.output and "psql" in first.output
     assert "migrations applied: 0001_create_users, 0002_grant_app_role" in first.output
-    assert f"-U {embedded.OWNER_ROLE} " in first.output, "the psql command logged opens the database as the owner"
+    assert f"-U {OWNER_ROLE} " in first.output, "the psql command logged opens the database as the owner"
 
     second = Service(asked)
     fetched = second.client.get(f"/users/{created.json()['id']}")
-    pid = server_pid(kept)
+    pid = postmaster_pid(kept)
     second.stop(signal.SIGTERM)
 
     assert fetched.json() == created.json(), "users survive a restart"
@@ -113,20 +113,17 @@ def test_with_database_url_no_embedded_server_is_started(monkeypatch: pytest.Mon
     app = "postgresql://app:pw@db.example:5432/app"
     owner = "postgresql://owner:pw@db.example:5432/app"
 
-    with cli.databases(make_settings(app, owner_database_url=owner)) as found:
-        assert found == cli.Databases(app_url=app, owner_url=owner)
-    with cli.databases(make_settings(app)) as found:
-        assert found == cli.Databases(app_url=app, owner_url=app), "one role for both when no owner is given"
+    with cli.databases(ServiceSettings(_env_file=None, database_url=app, owner_database_url=owner)) as found:
+        assert found == Databases(app_url=app, owner_url=owner)
+    with cli.databases(ServiceSettings(_env_file=None, database_url=app)) as found:
+        assert found == Databases(app_url=app, owner_url=app), "one role for both when no owner is given"
 
 
 def test_an_unreachable_database_url_is_one_line(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    free_tcp_port: int,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody:nothing@127.0.0.1:{free_tcp_port}/none")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://nobody:nothing@127.0.0.1:{find_available_port()}/none")
 
     assert cli.main(["migrate"]) == 1
 
@@ -142,8 +139,8 @@ def test_migrating_as_the_app_role_says_which_role_migrations_need(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("OWNER_DATABASE_URL", raising=False)
-    monkeypatch.setattr(migrations_module, "resource_dir", lambda name: tmp_path / name)
-    monkeypatch.setattr(migrations_module, "LOCK_TIMEOUT_SECONDS", 1)  # yoyo reads a refused lock as a busy one
+    monkeypatch.setattr(migrator, "resource_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(migrator, "LOCK_TIMEOUT_SECONDS", 1)  # yoyo reads a refused lock as a busy one
     (tmp_path / "migrations").mkdir()
     (tmp_path / "migrations" / "0003_more.sql").write_text("CREATE TABLE more_users (id bigint);\n")
 
@@ -163,7 +160,7 @@ def test_serve_can_leave_migrations_to_a_separate_step(
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("MIGRATE_ON_SERVE", "false")
     monkeypatch.setattr("uvicorn.run", lambda app, **_: served.append(app))
-    monkeypatch.setattr(migrations_module, "apply", lambda *_: pytest.fail("serve migrated"))
+    monkeypatch.setattr(migrator, "apply", lambda *_: pytest.fail("serve migrated"))
 
     assert cli.main(["serve"]) == 0
     assert served == ["api.app:create_app"]

@@ -3,13 +3,12 @@
 import anyio
 import psycopg
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from api.app import create_app
 from api.db import Conn, Database, close_pool, open_pool
-
-from support import APP, make_settings, pool_kept_busy, serve
+from api.ops.cluster import find_available_port
+from tests.helpers import APP, ClientFactory, create, make_settings, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
 
@@ -21,10 +20,10 @@ def users_api_connections(postgresql: psycopg.Connection) -> int:
     return int(row[0])
 
 
-async def test_the_lifespan_opens_the_pool_and_closes_it(database_url: str, postgresql: psycopg.Connection) -> None:
-    app = create_app(make_settings(database_url, pool_min_size=3, pool_max_size=3))
-
-    async with serve(app) as client:
+async def test_the_lifespan_opens_the_pool_and_closes_it(
+    client_factory: ClientFactory, postgresql: psycopg.Connection
+) -> None:
+    async with client_factory(pool_min_size=3, pool_max_size=3) as client:
         assert (await client.get("/users")).status_code == 200
         assert users_api_connections(postgresql) == 3
 
@@ -41,10 +40,7 @@ async def test_the_api_under_test_connects_as_the_app_role(client: object, postg
     assert rows == [(APP.name,)]
 
 
-async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(database_url: str) -> None:
-    app = create_app(make_settings(database_url, pool_min_size=1, pool_max_size=1))
-
-    @app.get("/idle-while-sending")
+async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(client_factory: ClientFactory) -> None:
     async def idle_while_sending(conn: Conn, request: Request) -> StreamingResponse:
         database: Database = request.state.database
 
@@ -53,15 +49,16 @@ async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(da
 
         return StreamingResponse(body())  # type: ignore[arg-type]
 
-    async with serve(app) as client:
+    routes = {"/idle-while-sending": idle_while_sending}
+    async with client_factory(pool_min_size=1, pool_max_size=1, routes=routes) as client:
         assert (await client.get("/idle-while-sending")).text == "1"
 
 
-async def test_an_exhausted_pool_is_a_503_with_retry_after(database_url: str, postgresql: psycopg.Connection) -> None:
-    settings = make_settings(database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.2)
-    app = create_app(settings)
-    async with serve(app) as client:
-        user = (await client.post("/users", json={"email": "lock@example.com", "name": "L"})).json()
+async def test_an_exhausted_pool_is_a_503_with_retry_after(
+    client_factory: ClientFactory, postgresql: psycopg.Connection
+) -> None:
+    async with client_factory(pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.2) as client:
+        user = await create(client, "lock@example.com", "L")
         async with pool_kept_busy(client, postgresql, user["id"]) as patched:
             response = await client.get(f"/users/{user['id']}")
 
@@ -72,10 +69,11 @@ async def test_an_exhausted_pool_is_a_503_with_retry_after(database_url: str, po
         assert patched[0].status_code == 200
 
 
-async def test_a_query_over_the_command_timeout_is_a_503(database_url: str, postgresql: psycopg.Connection) -> None:
-    app = create_app(make_settings(database_url, command_timeout=0.3))
-    async with serve(app) as client:
-        user = (await client.post("/users", json={"email": "slow@example.com", "name": "S"})).json()
+async def test_a_query_over_the_command_timeout_is_a_503(
+    client_factory: ClientFactory, postgresql: psycopg.Connection
+) -> None:
+    async with client_factory(command_timeout=0.3) as client:
+        user = await create(client, "slow@example.com", "S")
         postgresql.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user["id"],))
 
         response = await client.patch(f"/users/{user['id']}", json={"name": "Never"})
@@ -86,10 +84,9 @@ async def test_a_query_over_the_command_timeout_is_a_503(database_url: str, post
         assert (await client.get(f"/users/{user['id']}")).json()["name"] == "S"
 
 
-async def test_an_unreachable_database_is_a_503_not_a_500(free_tcp_port: int) -> None:
-    url = f"postgresql://nobody:nothing@127.0.0.1:{free_tcp_port}/none"
-    app: FastAPI = create_app(make_settings(url, pool_min_size=0))
-    async with serve(app) as client:
+async def test_an_unreachable_database_is_a_503_not_a_500(client_factory: ClientFactory) -> None:
+    url = f"postgresql://nobody:nothing@127.0.0.1:{find_available_port()}/none"
+    async with client_factory(database_url=url, pool_min_size=0) as client:
         response = await client.get("/users/1")
 
     assert response.status_code == 503

@@ -4,9 +4,8 @@ import httpx
 import psycopg
 import pytest
 
-from api.app import create_app
-
-from support import make_settings, pool_kept_busy, serve
+from api.ops.cluster import find_available_port
+from tests.helpers import ClientFactory, create, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
 
@@ -25,10 +24,9 @@ async def test_ready_is_200_when_the_database_answers(client: httpx.AsyncClient)
     assert response.json() == {"status": "ready"}
 
 
-async def test_without_a_database_health_is_200_and_ready_is_503(free_tcp_port: int) -> None:
-    url = f"postgresql://nobody:nothing@127.0.0.1:{free_tcp_port}/none"
-    app = create_app(make_settings(url, pool_min_size=0, ready_timeout=0.5))
-    async with serve(app) as client:
+async def test_without_a_database_health_is_200_and_ready_is_503(client_factory: ClientFactory) -> None:
+    url = f"postgresql://nobody:nothing@127.0.0.1:{find_available_port()}/none"
+    async with client_factory(database_url=url, pool_min_size=0, ready_timeout=0.5) as client:
         health = await client.get("/health")
         ready = await client.get("/ready")
 
@@ -39,11 +37,10 @@ async def test_without_a_database_health_is_200_and_ready_is_503(free_tcp_port: 
 
 
 async def test_ready_is_503_when_no_connection_frees_up_in_time(
-    database_url: str, postgresql: psycopg.Connection
+    client_factory: ClientFactory, postgresql: psycopg.Connection
 ) -> None:
-    app = create_app(make_settings(database_url, pool_min_size=1, pool_max_size=1, ready_timeout=0.3))
-    async with serve(app) as client:
-        user = (await client.post("/users", json={"email": "busy@example.com", "name": "B"})).json()
+    async with client_factory(pool_min_size=1, pool_max_size=1, ready_timeout=0.3) as client:
+        user = await create(client, "busy@example.com", "B")
         async with pool_kept_busy(client, postgresql, user["id"]):
             ready = await client.get("/ready")
         again = await client.get("/ready")

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from api.limits import MAX_BODY_BYTES
+from tests.helpers import assert_problem, create
 
 pytestmark = pytest.mark.anyio
 
@@ -21,10 +22,7 @@ async def chunks(body: bytes, size: int = 8192) -> AsyncIterator[bytes]:
 
 
 def assert_413(response: httpx.Response) -> None:
-    assert response.status_code == 413, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["status"] == 413
-    assert str(MAX_BODY_BYTES) in response.json()["detail"]
+    assert str(MAX_BODY_BYTES) in assert_problem(response, 413)["detail"]
 
 
 async def test_a_declared_oversized_body_is_413(client: httpx.AsyncClient) -> None:
@@ -39,7 +37,7 @@ async def test_a_streamed_oversized_body_is_413(client: httpx.AsyncClient) -> No
 
 
 async def test_an_oversized_body_on_delete_changes_nothing(client: httpx.AsyncClient) -> None:
-    user = (await client.post("/users", json={"email": "stay@example.com", "name": "Stay"})).json()
+    user = await create(client, "stay@example.com", "Stay")
 
     response = await client.request("DELETE", f"/users/{user['id']}", content=b"x" * (MAX_BODY_BYTES + 1))
 

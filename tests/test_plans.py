@@ -7,8 +7,7 @@ import asyncpg
 import pytest
 
 from api.queries import SQL
-
-from catalog import PARAMETERS, USERS, explain, nodes
+from tests.helpers import PARAMETERS, USERS, explain, nodes
 
 pytestmark = pytest.mark.anyio
 

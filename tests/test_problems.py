@@ -2,9 +2,8 @@
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from support import serve
+from tests.helpers import ClientFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -45,12 +44,11 @@ async def test_a_wrong_method_is_a_405_problem_allowing_every_method_of_the_reso
     assert response.json()["detail"] == f"{method} is not allowed on {path}; allowed: {allow}"
 
 
-async def test_an_unexpected_error_is_a_500_problem_without_internals(app: FastAPI) -> None:
+async def test_an_unexpected_error_is_a_500_problem_without_internals(client_factory: ClientFactory) -> None:
     async def broken() -> None:
         raise RuntimeError("secret internals: SELECT password FROM vault")
 
-    app.add_api_route("/broken", broken)
-    async with serve(app, raise_app_exceptions=False) as client:
+    async with client_factory(routes={"/broken": broken}, raise_app_exceptions=False) as client:
         response = await client.get("/broken")
 
     assert response.status_code == 500

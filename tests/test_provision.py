@@ -6,13 +6,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pytest_postgresql.executors import NoopExecutor
 
-from api import migrations
-from api.provision import ProvisionError, create_roles, scram_verifier
+from api.ops import migrator
+from api.ops.cluster import Cluster
+from api.ops.provision import ProvisionError, create_roles, scram_verifier
 from api.resources import resource_dir
-
-from support import APP, OWNER, database_made_by_dba, url_of
+from tests.helpers import APP, OWNER, database_made_by_dba
 
 DATABASE = "users_api_provision_test"
 SETUP = resource_dir("sql") / "setup"
@@ -21,24 +20,24 @@ GRANTED = {("users", "SELECT"), ("users", "INSERT"), ("users", "UPDATE"), ("user
 
 
 @pytest.fixture(scope="module")
-def provisioned(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[NoopExecutor]:
+def provisioned(cluster: Cluster, roles: None, psql: Path) -> Iterator[Cluster]:
     """The service's database as a DBA makes it with sql/setup/, migrated by the owner role."""
-    with database_made_by_dba(postgresql_server, DATABASE, psql):
-        migrations.apply(url_of(postgresql_server, DATABASE, OWNER), APP.name)
-        with psycopg.connect(url_of(postgresql_server, DATABASE, APP), autocommit=True) as conn:
+    with database_made_by_dba(cluster, DATABASE, psql):
+        migrator.apply(cluster.url(DATABASE, OWNER), APP.name)
+        with psycopg.connect(cluster.url(DATABASE, APP), autocommit=True) as conn:
             conn.execute("INSERT INTO users (email, name) VALUES ('kept@example.com', 'Kept')")
-        yield postgresql_server
+        yield cluster
 
 
 @pytest.fixture
-def as_app(provisioned: NoopExecutor) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(url_of(provisioned, DATABASE, APP), autocommit=True) as conn:
+def as_app(provisioned: Cluster) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(provisioned.url(DATABASE, APP), autocommit=True) as conn:
         yield conn
 
 
 @pytest.fixture
-def as_owner(provisioned: NoopExecutor) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(url_of(provisioned, DATABASE, OWNER), autocommit=True) as conn:
+def as_owner(provisioned: Cluster) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(provisioned.url(DATABASE, OWNER), autocommit=True) as conn:
         yield conn
 
 
@@ -145,10 +144,10 @@ def test_the_app_role_cannot_create_alter_drop_or_truncate(
     assert as_owner.execute("SELECT email FROM users").fetchall() == [("kept@example.com",)]
 
 
-def test_dropping_the_database_is_refused_for_want_of_ownership(provisioned: NoopExecutor) -> None:
+def test_dropping_the_database_is_refused_for_want_of_ownership(provisioned: Cluster) -> None:
     # From another database, so that PostgreSQL's refusal is the ownership check, not "currently open".
     with (
-        psycopg.connect(url_of(provisioned, "postgres", APP), autocommit=True) as conn,
+        psycopg.connect(provisioned.url("postgres", APP), autocommit=True) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be owner of database"),
     ):
         conn.execute(psycopg.sql.SQL("DROP DATABASE {}").format(psycopg.sql.Identifier(DATABASE)))
@@ -174,11 +173,9 @@ def test_the_app_role_has_the_documented_timeouts(as_app: psycopg.Connection) ->
         assert f"`{setting}` = `{value}`" in readme, f"the README states {setting} = {value}"
 
 
-def test_making_the_roles_twice_fails_with_postgresqls_words(
-    roles: None, psql: Path, postgresql_server: NoopExecutor
-) -> None:
+def test_making_the_roles_twice_fails_with_postgresqls_words(roles: None, psql: Path, cluster: Cluster) -> None:
     with pytest.raises(ProvisionError, match=f'role "{OWNER.name}" already exists'):
-        create_roles(psql, url_of(postgresql_server, "postgres"), OWNER, APP)
+        create_roles(psql, cluster.url(), OWNER, APP)
 
 
 def test_a_scram_verifier_is_what_postgresql_stores() -> None:

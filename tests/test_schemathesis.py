@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from support import ServedAPI
+from tests.helpers import ServedAPI
 
 SEED = 20261125
 # Examples per operation in the fuzzing phase; the coverage phase adds every boundary and missing or

@@ -2,36 +2,18 @@
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from api.schemas import UserPublic
+from tests.helpers import assert_problem, create
 
 pytestmark = pytest.mark.anyio
 
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
 ADA = {"email": "ada@example.com", "name": "Ada Lovelace"}
-
-
-async def create(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
-    response = await client.post("/users", json={"email": email, "name": name})
-    assert response.status_code == 201, response.text
-    user: dict[str, Any] = response.json()
-    return user
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert isinstance(body["type"], str)
-    assert isinstance(body["title"], str)
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 async def test_create_returns_the_user_and_its_location(client: httpx.AsyncClient) -> None:

@@ -7,24 +7,23 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pytest_postgresql.executors import NoopExecutor
 from yoyo import get_backend, read_migrations
 from yoyo.migrations import parse_metadata_from_sql_comments
 
-from api import migrations
+from api.ops import migrator
+from api.ops.cluster import Cluster
 from api.resources import resource_dir
-
-from support import APP, OWNER, database_made_by_dba, url_of
+from tests.helpers import APP, OWNER, database_made_by_dba
 
 EMPTY_DATABASE = "users_api_migrations_test"
 ALL = ["0001_create_users", "0002_grant_app_role"]
 
 
 @pytest.fixture
-def empty_database(postgresql_server: NoopExecutor, roles: None, psql: Path) -> Iterator[str]:
+def empty_database(cluster: Cluster, roles: None, psql: Path) -> Iterator[str]:
     """A database made by sql/setup/create_database.sql, without any migration; the owner's URL."""
-    with database_made_by_dba(postgresql_server, EMPTY_DATABASE, psql):
-        yield url_of(postgresql_server, EMPTY_DATABASE, OWNER)
+    with database_made_by_dba(cluster, EMPTY_DATABASE, psql):
+        yield cluster.url(EMPTY_DATABASE, OWNER)
 
 
 def schema(url: str) -> dict[str, set[str]]:
@@ -47,21 +46,21 @@ def schema(url: str) -> dict[str, set[str]]:
 
 
 def test_up_down_up(empty_database: str) -> None:
-    assert migrations.apply(empty_database, APP.name) == ALL
+    assert migrator.apply(empty_database, APP.name) == ALL
     up = schema(empty_database)
     assert up["tables"] == {"users"}
     assert {"users_pkey", "users_email_key"} <= up["indexes"]
     assert {"users_pkey", "users_email_length_check", "users_name_length_check"} <= up["constraints"]
     assert up["granted"] == {"users:SELECT", "users:INSERT", "users:UPDATE", "users:DELETE"}
 
-    assert migrations.apply(empty_database, APP.name) == [], "applying twice changes nothing"
+    assert migrator.apply(empty_database, APP.name) == [], "applying twice changes nothing"
 
-    assert migrations.rollback(empty_database, APP.name) == ["0002_grant_app_role"]
+    assert migrator.rollback(empty_database, APP.name) == ["0002_grant_app_role"]
     assert schema(empty_database)["granted"] == set()
-    assert migrations.rollback(empty_database, APP.name) == ["0001_create_users"]
+    assert migrator.rollback(empty_database, APP.name) == ["0001_create_users"]
     assert schema(empty_database)["tables"] == set()
 
-    assert migrations.apply(empty_database, APP.name) == ALL
+    assert migrator.apply(empty_database, APP.name) == ALL
     assert schema(empty_database) == up
 
 
@@ -83,32 +82,32 @@ def test_without_the_app_role_setting_0002_stops_and_says_so(empty_database: str
     ids=["email over 320", "empty name", "name over 200"],
 )
 def test_check_constraints_hold_the_api_limits(empty_database: str, email: str, name: str) -> None:
-    migrations.apply(empty_database, APP.name)
+    migrator.apply(empty_database, APP.name)
     with psycopg.connect(empty_database) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO users (email, name) VALUES (%s, %s)", (email, name))
 
 
 def test_yoyo_url_uses_psycopg_and_names_the_app_role() -> None:
-    assert migrations.yoyo_url("postgresql://u:p@h:1/d", "app") == (
+    assert migrator.yoyo_url("postgresql://u:p@h:1/d", "app") == (
         "postgresql+psycopg://u:p@h:1/d?options=-c+users_api.app_role%3Dapp"
     )
-    assert migrations.yoyo_url("postgres://u@h/d?options=-c%20search_path%3Dx", "a b") == (
+    assert migrator.yoyo_url("postgres://u@h/d?options=-c%20search_path%3Dx", "a b") == (
         "postgresql+psycopg://u@h/d?options=-c+search_path%3Dx+-c+users_api.app_role%3Da%5C+b"
     )
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
-        migrations.yoyo_url("mysql://u@h/d", "app")
+        migrator.yoyo_url("mysql://u@h/d", "app")
 
 
 def test_the_app_role_is_the_user_libpq_would_log_in_as(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert migrations.role_of("postgresql://app:secret@h/d") == "app"
+    assert migrator.role_of("postgresql://app:secret@h/d") == "app"
     monkeypatch.setenv("PGUSER", "from_env")
-    assert migrations.role_of("postgresql://h/d") == "from_env"
+    assert migrator.role_of("postgresql://h/d") == "from_env"
 
 
 def test_concurrent_deploys_apply_each_migration_once(empty_database: str) -> None:
     # Two deploys migrating at once: yoyo's lock makes the second wait, then find nothing to do.
     with ThreadPoolExecutor(max_workers=2) as deploys:
-        results = list(deploys.map(migrations.apply, [empty_database] * 2, [APP.name] * 2))
+        results = list(deploys.map(migrator.apply, [empty_database] * 2, [APP.name] * 2))
 
     assert sorted(results) == [[], ALL]
     assert schema(empty_database)["tables"] == {"users"}

@@ -1,27 +1,29 @@
-"""Helpers the tests share: settings for a test database, and the app served in-process."""
+"""What the tests share: the suite's roles and databases, the app served in-process or as a process,
+users and problems over HTTP, and the plans of the query files."""
 
+import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
+import asyncpg
 import httpx
 import psycopg
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import create_app
-from api.provision import Role, create_database
+from api.ops.cluster import Cluster, find_available_port
+from api.ops.provision import Role, create_database
 from api.settings import Settings
 
 # The suite's own roles, named apart from the embedded server's: a name hard-coded anywhere would show.
@@ -30,39 +32,32 @@ APP = Role("users_api_test_app", secrets.token_urlsafe(16))
 # Databases tests make besides the template and its clones; dropped with any leftovers at the start.
 TEST_DATABASES = ("users_api_migrations_test", "users_api_provision_test")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def url_of(server: NoopExecutor, database: str, role: Role | None = None) -> str:
-    """`database` on the suite's server as `role`; the server's own (super)user when no role is given."""
-    user, password = (server.user, server.password) if role is None else (role.name, role.password)
-    login = user if password is None else f"{user}:{password}"
-    return f"postgresql://{login}@{server.host}:{server.port}/{database}"
+USERS = 200_000  # seeded for the plans of the query files
+# Representative parameters: an id in the middle of the table, a page at the start, an email.
+PARAMETERS: dict[str, tuple[Any, ...]] = {
+    "create_user": ("new.person@example.com", "New Person"),
+    "get_user": (USERS // 2,),
+    "list_users": (0, 51),
+    "update_user": (USERS // 2, None, "Renamed"),
+    "delete_user": (USERS // 2,),
+    "ping": (),
+}
 
 
-def fresh_database(server: NoopExecutor, name: str) -> DatabaseJanitor:
+def fresh_database(cluster: Cluster, name: str) -> DatabaseJanitor:
     """A janitor that creates `name` empty on entry and drops it on exit; a leftover is dropped now."""
     janitor = DatabaseJanitor(
-        user=server.user,
-        host=server.host,
-        port=server.port,
-        password=server.password,
-        dbname=name,
+        user=cluster.user, host=cluster.host, port=cluster.port, password=cluster.password, dbname=name
     )
     janitor.drop()  # left over by an interrupted run
     return janitor
 
 
 @contextmanager
-def database_made_by_dba(server: NoopExecutor, name: str, psql: Path) -> Iterator[None]:
+def database_made_by_dba(cluster: Cluster, name: str, psql: Path) -> Iterator[None]:
     """`name`, made by sql/setup/create_database.sql for the suite's roles, and dropped afterwards."""
-    janitor = fresh_database(server, name)
-    create_database(psql, url_of(server, "postgres"), name, OWNER, APP)
+    janitor = fresh_database(cluster, name)
+    create_database(psql, cluster.url(), name, OWNER, APP)
     try:
         yield
     finally:
@@ -73,11 +68,6 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for tests: a small pool, and no `.env` file of the developer's leaking in."""
     values: dict[str, Any] = {"database_url": database_url, "pool_min_size": 1, "pool_max_size": 4}
     return Settings(_env_file=None, **(values | overrides))
-
-
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document, from an app that never starts: describing the API needs no database."""
-    return create_app(make_settings("postgresql://unused@127.0.0.1:1/none")).openapi()
 
 
 @asynccontextmanager
@@ -112,11 +102,49 @@ async def pool_kept_busy(
             postgresql.rollback()
 
 
+class ClientFactory(Protocol):
+    """The `client_factory` fixture: the app with these settings and extra routes, served while the block runs."""
+
+    def __call__(
+        self,
+        *,
+        database_url: str | None = None,
+        routes: Mapping[str, Callable[..., Any]] | None = None,
+        raise_app_exceptions: bool = True,
+        **settings: Any,
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]: ...
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document, from an app that never starts: describing the API needs no database."""
+    return create_app(make_settings("postgresql://unused@127.0.0.1:1/none")).openapi()
+
+
+async def create(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
+    """A user made through the API; the test fails unless that was a 201."""
+    response = await client.post("/users", json={"email": email, "name": name})
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """`response` is an RFC 9457 problem with `status`; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str)
+    assert isinstance(body["title"], str)
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
 class ServedAPI:
     """`users-api serve` in a process of its own, as `make run` starts it, on a free port; ready once /ready is."""
 
     def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
-        self.port = free_port()
+        self.port = find_available_port()
         inherited = {
             key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "OWNER_DATABASE_URL")
         }
@@ -146,3 +174,19 @@ class ServedAPI:
         self.process.send_signal(signum)
         self.output, _ = self.process.communicate(timeout=60)
         return self.process.returncode
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a plan, depth first."""
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+async def explain(conn: asyncpg.Connection, query: str, *args: Any, analyze: bool = False) -> dict[str, Any]:
+    """The plan of a query file's statement, as EXPLAIN (FORMAT JSON) gives it for these parameters."""
+    # EXPLAIN takes the statement itself: the file's text, unchanged, with its values bound.
+    prefix = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " if analyze else "EXPLAIN (FORMAT JSON) "
+    text = await conn.fetchval(prefix + query, *args)
+    plan: dict[str, Any] = json.loads(text)[0]["Plan"]
+    return plan

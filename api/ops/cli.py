@@ -8,50 +8,36 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
-from urllib.parse import urlsplit
 
 import psycopg
 from pydantic import ValidationError
 from yoyo.exceptions import LockTimeout
 
-from api import migrations
-from api.embedded import EmbeddedError, embedded_postgres, prepare_service
-from api.settings import Settings
+from api.ops import migrator
+from api.ops.cluster import Databases, cluster_for
+from api.ops.embedded import EmbeddedError
+from api.ops.settings import ServiceSettings
 
 log = logging.getLogger("users_api")
 
 
-@dataclass(frozen=True, slots=True)
-class Databases:
-    """The service's database twice: as the app role (the API's) and as the owner (the migrations')."""
-
-    app_url: str
-    owner_url: str
-
-
 @contextmanager
-def databases(settings: Settings) -> Iterator[Databases]:
+def databases(settings: ServiceSettings) -> Iterator[Databases]:
     """DATABASE_URL (and OWNER_DATABASE_URL) when set; otherwise the embedded server's, while the block runs."""
-    if settings.database_url is not None:
-        where = urlsplit(settings.database_url)
-        log.info("PostgreSQL from DATABASE_URL: %s:%s%s", where.hostname, where.port or 5432, where.path)
-        yield Databases(settings.database_url, settings.owner_database_url or settings.database_url)
-        return
-    with embedded_postgres(settings.embedded_pgdata, settings.embedded_pgport) as server:
-        owner, app = prepare_service(server)
-        log.info("embedded PostgreSQL: data in %s, listening on 127.0.0.1:%d", server.data_dir, server.port)
-        log.info("connect with: %s", server.psql_command())
-        yield Databases(server.url(role=app), server.url(role=owner))
+    found = cluster_for(
+        settings.database_url, settings.embedded_pgdata, settings.embedded_pgport, owner_url=settings.owner_database_url
+    )
+    with found as cluster:
+        yield cluster.service()
 
 
-def migrate(settings: Settings) -> None:
+def migrate(settings: ServiceSettings) -> None:
     with databases(settings) as found:
         _apply_migrations(found)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: ServiceSettings) -> None:
     import uvicorn
 
     with databases(settings) as found:
@@ -70,8 +56,8 @@ def serve(settings: Settings) -> None:
         )
 
 
-def seed(settings: Settings, count: int) -> None:
-    from api.seed import seed as load
+def seed(settings: ServiceSettings, count: int) -> None:
+    from api.ops.seed import seed as load
 
     with databases(settings) as found:
         _apply_migrations(found)
@@ -81,7 +67,7 @@ def seed(settings: Settings, count: int) -> None:
 
 
 def _apply_migrations(found: Databases) -> None:
-    applied = migrations.apply(found.owner_url, migrations.role_of(found.app_url))
+    applied = migrator.apply(found.owner_url, migrator.role_of(found.app_url))
     log.info("migrations applied: %s", ", ".join(applied) if applied else "none pending")
 
 
@@ -100,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = Settings()
+        settings = ServiceSettings()
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         print(f"users-api: invalid configuration: {problems}", file=sys.stderr)

@@ -1,0 +1,69 @@
+"""The service's settings: the app's, and what only operations read, from the environment, checked."""
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from api.ops.settings import ServiceSettings
+from api.settings import Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("OWNER_DATABASE_URL", raising=False)
+    settings = ServiceSettings(_env_file=None)
+
+    assert settings.database_url is None and settings.owner_database_url is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/app")
+    monkeypatch.setenv("POOL_MAX_SIZE", "25")
+    monkeypatch.setenv("PORT", "9000")
+
+    settings = ServiceSettings(_env_file=None)
+
+    assert settings.database_url == "postgresql://u:p@db:5432/app"
+    assert (settings.pool_max_size, settings.port) == (25, 9000)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://u@h/d"),
+        ("OWNER_DATABASE_URL", "mysql://u@h/d"),
+        ("PORT", "70000"),
+        ("POOL_ACQUIRE_TIMEOUT", "0"),
+        ("WORKERS", "0"),
+    ],
+)
+def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db/users_api")
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=name.lower()):
+        ServiceSettings(_env_file=None)
+
+
+def test_an_owner_url_without_an_app_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("OWNER_DATABASE_URL", "postgresql://owner@db/users_api")
+
+    with pytest.raises(ValidationError, match="OWNER_DATABASE_URL is set without DATABASE_URL"):
+        ServiceSettings(_env_file=None)
+
+
+def test_the_service_reads_every_setting_of_the_app() -> None:
+    assert set(Settings.model_fields) < set(ServiceSettings.model_fields)
+
+
+def test_the_readme_documents_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `?([^|`]*?)`? \|", readme, flags=re.MULTILINE))
+
+    for name, field in ServiceSettings.model_fields.items():
+        default = "unset" if field.default is None else str(field.default)
+        assert rows.get(name.upper()) == default, f"README row for {name.upper()}"
