@@ -161,7 +161,7 @@ def test_a_given_server_is_used_as_given_and_never_started() -> None:
 
     assert (given.host, given.port, given.user, given.password) == ("db.example", 6543, "app", "s@cret")
     assert given.url() == "postgresql://app:s%40cret@db.example:6543/users_api?sslmode=require"
-    assert given.url("other", Role("owner", "p/w")) == "postgresql://owner:p%2Fw@db.example:6543/other"
+    assert given.url("other", Role("owner", "p/w")) == "postgresql://owner:p%2Fw@db.example:6543/other?sslmode=require"
     assert given.postmaster_pid() is None
 
 

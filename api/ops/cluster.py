@@ -104,8 +104,9 @@ class RunningCluster(Cluster):
 
     def url(self, database: str | None = None, role: Role | None = None) -> str:
         if database is None and role is None:
-            return self.given  # as given: its query (sslmode, options) included
-        return super().url(database, role)
+            return self.given
+        query = urlsplit(self.given).query  # sslmode, options: what the given URL asks of every connection
+        return super().url(database, role) + (f"?{query}" if query else "")
 
     def postmaster_pid(self) -> int | None:
         return None  # only the server could say, and only when it runs here
