@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ import httpx
 import psycopg
 
 from api.ops import migrator
-from api.ops.cluster import Cluster, cluster_for, find_available_port
+from api.ops.cluster import Cluster, EmbeddedCluster, cluster_for, find_available_port
 from api.ops.processes import parent_of
 from bench import dbceiling, procstat, report, systems, wrk
 from bench.report import SYSTEMS, WORKLOADS, Run
@@ -32,7 +33,7 @@ from bench.report import SYSTEMS, WORKLOADS, Run
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
 
 # Fixed statements of the harness's own (not the service's): a fresh database for every run.
 DROP_DATABASE = "DROP DATABASE IF EXISTS users_api_bench WITH (FORCE)"
@@ -67,6 +68,7 @@ class Database:
     server: dbceiling.Server
     postmaster_pid: int | None
     bin_dir: Path | None
+    embedded: bool
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -111,10 +113,20 @@ def _bench_database(cluster: Cluster) -> Database:
         conn.execute(CREATE_DATABASE)
         backend = conn.execute(BACKEND_PID).fetchone()
     postmaster = cluster.postmaster_pid()
-    if postmaster is None and backend is not None and cluster.host in LOCAL_HOSTS:
-        postmaster = parent_of(backend[0])  # a server given by URL that runs on this machine: its backend's parent
+    local = cluster.host in LOCAL_HOSTS or cluster.host.startswith("/")  # TCP on this machine, or its socket
+    if postmaster is None and backend is not None and local:
+        # A server given by URL that runs here: its PostgreSQL CPU is its backends' parent's. Asking it is
+        # SQL, which the harness may run and api/ may not: hence here, not in RunningCluster.
+        postmaster = parent_of(backend[0])
     server = dbceiling.Server(cluster.host, cluster.port, cluster.user, cluster.password, BENCH_DATABASE)
-    return Database(cluster.url(BENCH_DATABASE), server, postmaster, cluster.bin_dir)
+    embedded = isinstance(cluster, EmbeddedCluster)
+    return Database(
+        url=cluster.url(BENCH_DATABASE),
+        server=server,
+        postmaster_pid=postmaster,
+        bin_dir=cluster.bin_dir,
+        embedded=embedded,
+    )
 
 
 def progress(message: str) -> None:
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         commands=commands,
         pg_settings=pg_settings,
         started=started,
-        embedded=db.bin_dir is not None,
+        embedded=db.embedded,
     )
     progress(f"wrote {markdown.relative_to(ROOT)} and {chart.relative_to(ROOT)}")
     invalid = [run for run in runs if not run.valid]

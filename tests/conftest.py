@@ -72,7 +72,7 @@ def psql() -> Path:
 def roles(cluster: Cluster, postgresql_server: NoopExecutor, psql: Path) -> Iterator[None]:
     """The suite's OWNER and APP roles, made afresh by sql/setup/create_roles.sql and dropped at the end."""
     _drop_test_roles(cluster, postgresql_server)  # and the databases of an interrupted run that hold their objects
-    create_roles(psql, cluster.url(), OWNER, APP)
+    create_roles(psql, cluster.url("postgres"), OWNER, APP)
     yield
     _drop_test_roles(cluster, postgresql_server)
 
@@ -80,7 +80,7 @@ def roles(cluster: Cluster, postgresql_server: NoopExecutor, psql: Path) -> Iter
 def _drop_test_roles(cluster: Cluster, server: NoopExecutor) -> None:
     for name in (server.template_dbname, TEST_DATABASE, *TEST_DATABASES):
         fresh_database(cluster, name)
-    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+    with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
         for role in (APP, OWNER):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role.name)))
 

@@ -57,7 +57,7 @@ def fresh_database(cluster: Cluster, name: str) -> DatabaseJanitor:
 def database_made_by_dba(cluster: Cluster, name: str, psql: Path) -> Iterator[None]:
     """`name`, made by sql/setup/create_database.sql for the suite's roles, and dropped afterwards."""
     janitor = fresh_database(cluster, name)
-    create_database(psql, cluster.url(), name, OWNER, APP)
+    create_database(psql, cluster.url("postgres"), name, OWNER, APP)
     try:
         yield
     finally:

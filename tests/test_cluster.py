@@ -55,7 +55,7 @@ def test_a_server_left_by_a_killed_parent_is_stopped_and_its_data_kept(scratch_p
         restarted = postmaster_pid(scratch_pgdata)
 
     assert restarted is not None and not alive(restarted), "leaving the block stops the server"
-    assert postmaster_pid(scratch_pgdata) is None
+    assert not (scratch_pgdata / "cluster" / "postmaster.pid").exists(), "stopped cleanly, not killed"
 
 
 def test_a_second_user_of_the_same_folder_is_refused(scratch_pgdata: Path) -> None:
@@ -163,6 +163,22 @@ def test_a_given_server_is_used_as_given_and_never_started() -> None:
     assert given.url() == "postgresql://app:s%40cret@db.example:6543/users_api?sslmode=require"
     assert given.url("other", Role("owner", "p/w")) == "postgresql://owner:p%2Fw@db.example:6543/other?sslmode=require"
     assert given.postmaster_pid() is None
+
+
+@pytest.mark.parametrize(
+    ("given", "made"),
+    [
+        ("postgresql://app:pw@[::1]:5432/app", "postgresql://owner:o@[::1]:5432/other"),
+        ("postgresql:///app?host=/var/run/postgresql", "postgresql://owner:o@/other?host=%2Fvar%2Frun%2Fpostgresql"),
+        (
+            "postgresql://db.example/app?user=app&dbname=app&sslmode=verify-full",
+            "postgresql://owner:o@db.example/other?sslmode=verify-full",
+        ),
+    ],
+    ids=["IPv6 host", "socket folder", "login in the query"],
+)
+def test_a_url_made_from_a_given_one_keeps_its_host_and_options(given: str, made: str) -> None:
+    assert RunningCluster(given).url("other", Role("owner", "o")) == made
 
 
 def test_a_given_server_is_the_services_database_with_its_owner_when_given() -> None:

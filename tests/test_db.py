@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 
 from api.db import Conn, Database, close_pool, open_pool
 from api.ops.cluster import find_available_port
-from tests.helpers import APP, ClientFactory, create, make_settings, pool_kept_busy
+from tests.helpers import APP, ClientFactory, assert_problem, create, make_settings, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
 
@@ -62,10 +62,8 @@ async def test_an_exhausted_pool_is_a_503_with_retry_after(
         async with pool_kept_busy(client, postgresql, user["id"]) as patched:
             response = await client.get(f"/users/{user['id']}")
 
-        assert response.status_code == 503
-        assert response.headers["content-type"] == "application/problem+json"
+        assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"
-        assert response.json()["status"] == 503
         assert patched[0].status_code == 200
 
 
@@ -79,7 +77,7 @@ async def test_a_query_over_the_command_timeout_is_a_503(
         response = await client.patch(f"/users/{user['id']}", json={"name": "Never"})
         postgresql.rollback()
 
-        assert response.status_code == 503
+        assert_problem(response, 503)
         assert "retry-after" in response.headers
         assert (await client.get(f"/users/{user['id']}")).json()["name"] == "S"
 
@@ -89,7 +87,7 @@ async def test_an_unreachable_database_is_a_503_not_a_500(client_factory: Client
     async with client_factory(database_url=url, pool_min_size=0) as client:
         response = await client.get("/users/1")
 
-    assert response.status_code == 503
+    assert_problem(response, 503)
     assert response.headers["retry-after"] == "1"
     assert "127.0.0.1" not in response.text
 

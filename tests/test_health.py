@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from api.ops.cluster import find_available_port
-from tests.helpers import ClientFactory, create, pool_kept_busy
+from tests.helpers import ClientFactory, assert_problem, create, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
 
@@ -31,9 +31,7 @@ async def test_without_a_database_health_is_200_and_ready_is_503(client_factory:
         ready = await client.get("/ready")
 
     assert health.status_code == 200
-    assert ready.status_code == 503
-    assert ready.headers["content-type"] == "application/problem+json"
-    assert ready.json()["status"] == 503
+    assert_problem(ready, 503)
 
 
 async def test_ready_is_503_when_no_connection_frees_up_in_time(
@@ -45,5 +43,5 @@ async def test_ready_is_503_when_no_connection_frees_up_in_time(
             ready = await client.get("/ready")
         again = await client.get("/ready")
 
-    assert ready.status_code == 503
+    assert_problem(ready, 503)
     assert again.status_code == 200

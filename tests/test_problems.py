@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.helpers import ClientFactory
+from tests.helpers import ClientFactory, assert_problem
 
 pytestmark = pytest.mark.anyio
 
@@ -36,12 +36,10 @@ async def test_a_wrong_method_is_a_405_problem_allowing_every_method_of_the_reso
 ) -> None:
     response = await client.request(method, path)
 
-    assert response.status_code == 405
-    assert response.headers["content-type"] == "application/problem+json"
+    body = assert_problem(response, 405)
     # RFC 9110: Allow lists every method the resource supports, not those of the first route whose path matched.
     assert response.headers["allow"] == allow
-    assert response.json()["status"] == 405
-    assert response.json()["detail"] == f"{method} is not allowed on {path}; allowed: {allow}"
+    assert body["detail"] == f"{method} is not allowed on {path}; allowed: {allow}"
 
 
 async def test_an_unexpected_error_is_a_500_problem_without_internals(client_factory: ClientFactory) -> None:
@@ -51,8 +49,5 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(client_fac
     async with client_factory(routes={"/broken": broken}, raise_app_exceptions=False) as client:
         response = await client.get("/broken")
 
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == 500 and body["title"] == "Internal Server Error"
+    assert assert_problem(response, 500)["title"] == "Internal Server Error"
     assert "secret" not in response.text and "SELECT" not in response.text and "Traceback" not in response.text

@@ -175,7 +175,7 @@ def test_the_app_role_has_the_documented_timeouts(as_app: psycopg.Connection) ->
 
 def test_making_the_roles_twice_fails_with_postgresqls_words(roles: None, psql: Path, cluster: Cluster) -> None:
     with pytest.raises(ProvisionError, match=f'role "{OWNER.name}" already exists'):
-        create_roles(psql, cluster.url(), OWNER, APP)
+        create_roles(psql, cluster.url("postgres"), OWNER, APP)
 
 
 def test_a_scram_verifier_is_what_postgresql_stores() -> None:

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -69,9 +69,11 @@ class Cluster(ABC):
 
     def url(self, database: str | None = None, role: Role | None = None) -> str:
         """`database` (the cluster's own by default) as `role` (the cluster's user by default)."""
+        return f"postgresql://{self._login(role)}@{self.host}:{self.port}/{database or self.default_database}"
+
+    def _login(self, role: Role | None) -> str:
         user, password = (self.user, self.password) if role is None else (role.name, role.password)
-        login = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
-        return f"postgresql://{login}@{self.host}:{self.port}/{database or self.default_database}"
+        return quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
 
     @property
     @abstractmethod
@@ -105,8 +107,12 @@ class RunningCluster(Cluster):
     def url(self, database: str | None = None, role: Role | None = None) -> str:
         if database is None and role is None:
             return self.given
-        query = urlsplit(self.given).query  # sslmode, options: what the given URL asks of every connection
-        return super().url(database, role) + (f"?{query}" if query else "")
+        # The given URL with another login and database: its host as written ([::1], or a socket
+        # folder in its query) and what it asks of every connection (sslmode, options) kept.
+        given = urlsplit(self.given)
+        host = given.netloc.rpartition("@")[2]
+        query = urlencode([(k, v) for k, v in parse_qsl(given.query) if k not in ("user", "password", "dbname")])
+        return urlunsplit((given.scheme, f"{self._login(role)}@{host}", f"/{database or self._database}", query, ""))
 
     def postmaster_pid(self) -> int | None:
         return None  # only the server could say, and only when it runs here
@@ -134,24 +140,21 @@ class EmbeddedCluster(Cluster):
         self.bin_dir: Path = bin_dir or embedded.find_binaries()
         self.password: str | None = None
         self._stack = ExitStack()
-        self._runner: Runner | None = None
 
     @property
     def default_database(self) -> str:
         return "postgres"
 
     def __enter__(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
+        with ExitStack() as stack:  # closed here if the start fails; kept until __exit__ if it succeeds
+            self._start(stack)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def _start(self) -> None:
+    def _start(self, stack: ExitStack) -> None:
         user = embedded.server_os_user() if os.geteuid() == 0 else None
         if user is not None:
             self.bin_dir = embedded.binaries_reachable_by(user, self.bin_dir)
@@ -163,8 +166,8 @@ class EmbeddedCluster(Cluster):
         # The server's user passes through the data folder to its own cluster and log, and reads nothing
         # else there (the passwords are 0600 and root's); 0711 when this is root and made the folder.
         embedded.make_folders(self.data_dir, mode=0o711 if user is not None else 0o700)
-        self._lock()
-        runner = self._runner = Runner(self.bin_dir, self.data_dir, user)
+        self._lock(stack)
+        runner = Runner(self.bin_dir, self.data_dir, user)
         cluster = self.data_dir / "cluster"
         if not (cluster / "PG_VERSION").is_file():
             _initdb(runner, self.data_dir, cluster)
@@ -174,15 +177,16 @@ class EmbeddedCluster(Cluster):
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
             runner.pg_ctl_stop(cluster)
         settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
+        # Registered before the start: one that fails part-way (a timeout) may still leave a server running.
+        stack.callback(_stop_if_running, runner, cluster)
         runner.pg_ctl_start(
             cluster, self.data_dir / "postgresql.log", [*settings, *(() if self.durable else NOT_DURABLE)]
         )
-        self._stack.callback(runner.pg_ctl_stop, cluster)
         log.info("embedded PostgreSQL: data in %s, listening on 127.0.0.1:%d", self.data_dir, self.port)
 
-    def _lock(self) -> None:
+    def _lock(self, stack: ExitStack) -> None:
         """Hold the data folder's lock until the stop: two users-api never share one cluster."""
-        lock_file = self._stack.enter_context((self.data_dir / "lock").open("a"))
+        lock_file = stack.enter_context((self.data_dir / "lock").open("a"))
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -242,6 +246,11 @@ def cluster_for(
     if url:
         return RunningCluster(url, owner_url)
     return EmbeddedCluster(data_dir, port or find_available_port(), durable=durable)
+
+
+def _stop_if_running(runner: Runner, cluster: Path) -> None:
+    if runner.pg_ctl_status(cluster):
+        runner.pg_ctl_stop(cluster)
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
