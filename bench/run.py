@@ -33,6 +33,7 @@ from bench.report import SYSTEMS, WORKLOADS, Run
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
+TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
 
 # Fixed statements of the harness's own (not the service's): a fresh database for every run.
@@ -248,12 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         seed_rate, commands["seed"] = seed(db, config.rows)
         progress(f"seeded at {seed_rate:,.0f} rows/s")
         api = systems.users_api(db.url, find_available_port(), config.workers)
-        http = [api, systems.orm(db.url, find_available_port(), config.workers)]
-        for system in http:
-            system.start(logs)
-        fetch_bodies(api, logs / "bodies.json")
+        http = [
+            api,
+            systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
+            systems.raw_minimal(db.url, find_available_port(), config.workers),
+            systems.orm(db.url, find_available_port(), config.workers),
+        ]
+        api.start(logs)
+        fetch_bodies(api, logs / "bodies.json")  # the bodies the HTTP ceiling serves
         http.append(systems.http_ceiling(logs / "bodies.json", find_available_port(), config.workers))
-        http[-1].start(logs)
+        http = [system for system in http if system is api or system.name in config.systems]
+        for system in http[1:]:
+            system.start(logs)
         pgbench = dbceiling.find_pgbench(db.bin_dir)
         measurers: list[tuple[str, Callable[[str], Run]]] = [
             *((s.name, lambda w, s=s: measure_http(s, w, config, db)) for s in http),

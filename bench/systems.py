@@ -72,10 +72,15 @@ class System:
             self.process.wait()
 
 
-def users_api(database_url: str, port: int, workers: int) -> System:
+def users_api(database_url: str, port: int, workers: int, name: str = "users-api") -> System:
     """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools)."""
     env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning"}
-    return System("users-api", [sys.executable, "-m", "api", "serve"], env, port)
+    return System(name, [sys.executable, "-m", "api", "serve"], env, port)
+
+
+def raw_minimal(database_url: str, port: int, workers: int) -> System:
+    command = [*UVICORN, "--port", str(port), "--workers", str(workers), "bench.baselines.raw_minimal:app"]
+    return System("raw-minimal", command, {"DATABASE_URL": database_url}, port)
 
 
 def orm(database_url: str, port: int, workers: int) -> System:

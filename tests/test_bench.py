@@ -10,8 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 
 from api.ops.embedded import find_binaries
 from api.ops.processes import alive
@@ -30,25 +32,46 @@ def load_baseline(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Mod
     return importlib.reload(module)  # read this test's environment, not an earlier one's
 
 
-async def test_the_orm_baseline_serves_the_same_contract(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    orm = load_baseline("orm_app", monkeypatch, DATABASE_URL=database_url)
-    try:
-        async with serve(orm.app) as client:
-            created = await client.post("/users", json={"email": "orm@example.com", "name": "O"})
-            taken = await client.post("/users", json={"email": "ORM@example.com", "name": "P"})
-            fetched = await client.get(f"/users/{created.json()['id']}")
-            missing = await client.get("/users/999999")
-            await client.post("/users", json={"email": "orm2@example.com", "name": "Q"})
-            page = await client.get("/users", params={"limit": 1})
-    finally:
-        await orm.engine.dispose()
+async def drive(app: FastAPI) -> dict[str, httpx.Response]:
+    """What the benchmark's workloads ask of a system, and the answers a 409 and a 404 would be."""
+    async with serve(app) as client:
+        created = await client.post("/users", json={"email": "base@example.com", "name": "O"})
+        return {
+            "created": created,
+            "taken": await client.post("/users", json={"email": "BASE@example.com", "name": "P"}),
+            "fetched": await client.get(f"/users/{created.json()['id']}"),
+            "missing": await client.get("/users/999999"),
+            "second": await client.post("/users", json={"email": "base2@example.com", "name": "Q"}),
+            "page": await client.get("/users", params={"limit": 1}),
+        }
 
+
+def assert_same_contract(answers: dict[str, httpx.Response]) -> None:
+    created, taken, fetched, missing, page = (answers[k] for k in ("created", "taken", "fetched", "missing", "page"))
     assert created.status_code == 201
     assert created.headers["location"] == f"/users/{created.json()['id']}"
     assert set(created.json()) == {"id", "email", "name", "created_at", "updated_at"}
     assert (taken.status_code, fetched.status_code, missing.status_code) == (409, 200, 404)
     assert fetched.json() == created.json()
     assert page.headers["link"] == f'</users?limit=1&after={created.json()["id"]}>; rel="next"'
+    assert page.json() == [created.json()]
+
+
+async def test_the_orm_baseline_serves_the_same_contract(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    orm = load_baseline("orm_app", monkeypatch, DATABASE_URL=database_url)
+    try:
+        answers = await drive(orm.app)
+    finally:
+        await orm.engine.dispose()
+
+    assert_same_contract(answers)
+
+
+async def test_raw_minimal_serves_the_same_contract(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = await drive(load_baseline("raw_minimal", monkeypatch, DATABASE_URL=database_url).app)
+
+    assert_same_contract(answers)
+    assert answers["fetched"].text == answers["created"].text, "PostgreSQL's JSON text, as users-api sends it"
 
 
 async def test_the_http_ceiling_serves_the_bodies_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,7 +103,7 @@ def test_wrk_results_are_read_with_every_error_counted() -> None:
     assert (result.non2xx, result.socket_errors, result.errors) == (3, 3, 6)
 
 
-def run(round_number: int, system: str, workload: str, rps: float, errors: int = 0) -> report.Run:
+def run(round_number: int, system: str, workload: str, rps: float, errors: int = 0, cpu: float = 100.0) -> report.Run:
     return report.Run(
         round=round_number,
         system=system,
@@ -89,7 +112,7 @@ def run(round_number: int, system: str, workload: str, rps: float, errors: int =
         p50_ms=10.0,
         p99_ms=20.0,
         errors=errors,
-        api_cpu_us=100.0,
+        api_cpu_us=cpu,
         pg_cpu_us=50.0,
         api_rss_mib=60.0,
     )
@@ -100,6 +123,8 @@ def fake_runs() -> list[report.Run]:
     for workload in report.WORKLOADS:
         runs += [run(r, "users-api", workload, rps) for r, rps in ((1, 6000.0), (2, 7000.0), (3, 6500.0))]
         runs += [run(r, "orm", workload, 1000.0) for r in (1, 2, 3)]
+        runs += [run(r, "raw-minimal", workload, 8000.0, cpu=80.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-2w", workload, 7800.0) for r in (1, 2, 3)]
         runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
     runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
     return runs
@@ -112,6 +137,9 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api / ORM, list_start"] == (6.5, False)
     assert found["users-api / HTTP ceiling, get"] == (0.65, True)
     assert found["users-api p99 / p50, get"] == (2.0, True)
+    assert found["users-api API CPU / raw-minimal's, get"] == (1.25, False)
+    assert found["users-api API CPU / raw-minimal's, mix"] == (1.25, None), "no target on the mix"
+    assert found["users-api WORKERS=2 / WORKERS=1 req/s, get"] == (1.2, None)
 
 
 def write_report(path: Path) -> str:
