@@ -22,9 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # operationId = the route function's name (create_user, get_user, ...): what generated clients call
         # their methods, rather than FastAPI's default of name, path and method run together.
         generate_unique_id_function=lambda route: route.name,
+        # FastAPI's native OpenTelemetry looks for a configured provider on every request, 5% of a
+        # get-one's instructions (bench/levers.md); users-api exports no telemetry yet, so it is off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.include_router(users.router)
-    app.include_router(health.router)
+    users.routes.add_to(app)
+    health.routes.add_to(app)
     app.add_middleware(BodyLimitMiddleware)
     install_problem_handlers(app)
     _document_problems_as_problem_json(app)

@@ -1,4 +1,4 @@
-"""The asyncpg pool: opened and closed by the lifespan, lent to each request through `Conn`."""
+"""The asyncpg pool: opened and closed by the lifespan, given to each route through `Db`."""
 
 import asyncio
 import logging
@@ -35,6 +35,48 @@ class Database:
     # freed slot to the longest waiter. One slot per pooled connection.
     queue: asyncio.Semaphore
 
+    def connection(self) -> "Lease":
+        """`async with db.connection() as conn:` one pooled connection for the block; 503 if none frees up."""
+        return Lease(self)
+
+
+class Lease:
+    """One connection of the pool, held for an `async with` block and given back when it ends.
+
+    A class rather than a generator-based context manager, and the route's own block rather than a
+    `yield` dependency: FastAPI runs an exit stack for the latter on every request (bench/levers.md).
+    """
+
+    __slots__ = ("conn", "db")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def __aenter__(self) -> "Connection":
+        db = self.db
+        try:
+            if db.queue.locked():  # the timer only when there is a wait
+                async with asyncio.timeout(db.acquire_timeout):
+                    await db.queue.acquire()
+            else:
+                await db.queue.acquire()
+        except TimeoutError:
+            raise Unavailable(BUSY) from None
+        try:
+            # No timeout here: holding a slot of the queue means a connection is idle or may be
+            # opened, and opening one is bounded by the pool's own connect timeout (open_pool).
+            self.conn: Connection = await db.pool.acquire()
+        except BaseException:
+            db.queue.release()
+            raise
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.db.pool.release(self.conn)
+        finally:
+            self.db.queue.release()
+
 
 class State(TypedDict):
     database: Database
@@ -51,6 +93,7 @@ async def open_pool(settings: Settings) -> "asyncpg.Pool[asyncpg.Record]":
         # UTC: the JSON the query files build writes times in the session's zone (RFC 3339, +00:00).
         server_settings={"application_name": "users-api", "TimeZone": "UTC"},
         reset=keep_session,
+        timeout=settings.pool_acquire_timeout,  # opening a connection: a request waits no longer than for one
     )
 
 
@@ -91,34 +134,12 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
 BUSY = "all database connections are busy; retry shortly"
 
 
-async def connection(request: Request) -> AsyncIterator[Connection]:
-    """One pooled connection for the request; an exhausted pool gives a 503, not an endless wait."""
+async def database(request: Request) -> Database:
+    """The app's database: its pool and the queue in front of it, as the lifespan made them."""
     db: Database = request.state.database
-    try:
-        if db.queue.locked():  # the timer only when there is a wait
-            async with asyncio.timeout(db.acquire_timeout):
-                await db.queue.acquire()
-        else:
-            await db.queue.acquire()
-    except TimeoutError:
-        raise Unavailable(BUSY) from None
-    try:
-        conn = await db.pool.acquire(timeout=db.acquire_timeout)
-    except TimeoutError:
-        db.queue.release()
-        raise Unavailable(BUSY) from None
-    except BaseException:
-        db.queue.release()
-        raise
-    try:
-        yield conn
-    finally:
-        try:
-            await db.pool.release(conn)
-        finally:
-            db.queue.release()
+    return db
 
 
-# scope="function": FastAPI >= 0.118 would otherwise run the release after the response is sent,
-# keeping the connection checked out while the client reads.
-Conn = Annotated[Connection, Depends(connection, scope="function")]
+# A plain dependency: the route borrows a connection in its own `async with db.connection()` block,
+# so the connection is back in the pool when the route returns, before the response is written.
+Db = Annotated[Database, Depends(database)]

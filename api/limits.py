@@ -1,6 +1,5 @@
 """Request body size limit: oversized bodies get a 413 before any route sees them."""
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,7 +14,12 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Refuse a declared Content-Length over the limit up front, and a streamed body once it passes it."""
+    """Refuse a declared Content-Length over the limit up front, and a streamed body once it passes it.
+
+    Hand-written, not Starlette's RequestBodyLimitMiddleware (FastAPI's `max_body_size`): that one
+    checks a declared length only when the route reads the body or starts its response, so an
+    oversized DELETE would delete, and answers in text/plain.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -25,10 +29,20 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
+        declared = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = value
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             # Refused before the route runs, so an oversized DELETE or PATCH changes nothing.
             await problem(413, str(BodyTooLarge(self.max_bytes).detail))(scope, receive, send)
+            return
+        if chunked is None and scope.get("http_version") in ("1.0", "1.1"):
+            # HTTP/1 framing bounds the body: Content-Length bytes exactly, or none without either
+            # header (RFC 9112, 6.3), and the server reads no further. Nothing to count.
+            await self.app(scope, receive, send)
             return
 
         received = 0

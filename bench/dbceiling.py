@@ -39,7 +39,7 @@ def _next_call(workload: str, rows: int, tag: str, counter: list[int]) -> tuple[
     if workload == "get":
         return SQL.get_user, (random.randint(1, rows),)  # noqa: S311
     after = random.randint(0, 1000) if workload == "list_start" else random.randint(rows - 1100, rows - 100)  # noqa: S311
-    return SQL.list_users, (after, PAGE + 1)
+    return SQL.list_users, (after, PAGE)
 
 
 async def drive_asyncpg(
@@ -73,8 +73,8 @@ async def drive_asyncpg(
 # each parameter of the query file, in order. The statements themselves are the files of sql/.
 PGBENCH_WORKLOADS = {
     "get": ("get_user", ["\\set id random(1, :rows)"], [":id"]),
-    "list_start": ("list_users", ["\\set after random(0, 1000)"], [":after", str(PAGE + 1)]),
-    "list_deep": ("list_users", ["\\set after random(:rows - 1100, :rows - 100)"], [":after", str(PAGE + 1)]),
+    "list_start": ("list_users", ["\\set after random(0, 1000)"], [":after", str(PAGE)]),
+    "list_deep": ("list_users", ["\\set after random(:rows - 1100, :rows - 100)"], [":after", str(PAGE)]),
     "create": (
         "create_user",
         ["\\set n random(1, 1000000000000)"],  # a collision would only be a no-op insert

@@ -2,45 +2,62 @@
 
 No HTTP server and no load generator: the ASGI app is called directly, so the CPU time of this
 process (time.process_time) per request is what the lever changes, without the noise of three
-processes sharing two cores. Each lever is measured against its alternative on the same database.
-Writes bench/results/levers-<timestamp>.md.
+processes sharing two cores. Each lever is measured against its alternative on the same database,
+in alternating rounds so that the machine's drift falls on both. Then users-api's whole app beside
+raw-minimal's, per workload. Writes bench/results/levers-<timestamp>.md.
 """
 
 import asyncio
 import gc
+import json
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
 import uvloop
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.telemetry import TelemetryConfig
 
-from api.db import Conn, Connection, Database, keep_session
+from api.app import create_app
+from api.db import Connection, Database, Db, keep_session
 from api.queries import SQL
-from api.schemas import UserPublic
+from api.settings import Settings
 from bench import run as bench
 
-ROUNDS = 5
-CALLS = 2000
+ROUNDS = 7
+CALLS = 1000
 
-# The same page as sql/list_users.sql, as plain columns for the Python-side serialisation.
-LIST_COLUMNS = "SELECT id, email, name, created_at, updated_at FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+# users-api's page before this issue: 101 rows, each user's JSON built by json_build_object, joined in Python.
+ROWS_OF_JSON = (
+    "SELECT id, json_build_object('id', id, 'email', email, 'name', name, 'created_at', created_at, "
+    "'updated_at', updated_at)::text AS body FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+)
+
+App = Callable[..., Awaitable[None]]
 
 
-async def call(app: Callable[..., Awaitable[None]], path: str, state: dict[str, Any]) -> int:
-    """One GET through the whole ASGI app; `state` stands for what the lifespan would have yielded."""
+async def call(app: App, method: str, path: str, state: dict[str, Any], query: bytes = b"", body: bytes = b"") -> int:
+    """One request through the whole ASGI app; `state` stands for what the lifespan yielded."""
+    headers = [(b"host", b"bench")]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": [],
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "", "headers": headers,
         "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": dict(state),
     }  # fmt: skip
     status = 0
+    sent = False
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
@@ -48,92 +65,68 @@ async def call(app: Callable[..., Awaitable[None]], path: str, state: dict[str, 
             status = message["status"]
 
     await app(scope, receive, send)
+    assert status in (200, 201), f"{method} {path}: {status}"
     return status
 
 
-async def cpu_per_call(action: Callable[[], Awaitable[object]]) -> float:
-    """Median over rounds of CPU µs per call, after a warm-up."""
+async def paired(
+    first: Callable[[], Awaitable[object]], second: Callable[[], Awaitable[object]]
+) -> tuple[float, float]:
+    """Median CPU µs per call of each, after a warm-up, measured in alternating rounds."""
     for _ in range(200):
-        await action()
-    samples = []
+        await first()
+        await second()
+    samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(ROUNDS):
-        gc.collect()
-        started = time.process_time()
-        for _ in range(CALLS):
-            await action()
-        samples.append((time.process_time() - started) / CALLS * 1e6)
-    return sorted(samples)[len(samples) // 2]
+        for action, found in zip((first, second), samples, strict=True):
+            gc.collect()
+            started = time.process_time()
+            for _ in range(CALLS):
+                await action()
+            found.append((time.process_time() - started) / CALLS * 1e6)
+    return sorted(samples[0])[ROUNDS // 2], sorted(samples[1])[ROUNDS // 2]
 
 
-LENT = "bench.connection"
+def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
+    """Apps for GET /users/{id} that differ from users-api's way by one lever each."""
 
+    async def get_one(user_id: int, db: Db) -> Response:  # users-api's way: a plain dependency, the route's block
+        async with db.connection() as conn:
+            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
 
-class ReturnsConnection(APIRoute):
-    """The lever tried and not kept: a plain dependency lends the connection, this route class returns it."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def handle_then_return(request: Request) -> Response:
-            try:
-                return await handle(request)
-            finally:
-                conn = request.scope.pop(LENT, None)
-                if conn is not None:
-                    await request.state.database.pool.release(conn)
-
-        return handle_then_return
-
-
-def apps(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
-    """The service's way (api.db.Conn, a yield dependency) beside the alternatives, on the same query files."""
-    service = FastAPI()
-
-    @service.get("/users/{user_id}")
-    async def get_user(user_id: int, conn: Conn) -> Response:
-        return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
-
-    @service.get("/users")
-    async def list_pg_json(conn: Conn, after: int = 0) -> Response:
-        rows = await conn.fetch(SQL.list_users, after, 101)
-        return Response(f"[{','.join(row['body'] for row in rows[:100])}]", media_type="application/json")
-
-    @service.get("/users-pydantic", response_model=list[UserPublic])
-    async def list_pydantic(conn: Conn, after: int = 0) -> Any:
-        rows = await conn.fetch(LIST_COLUMNS, after, 101)
-        return [UserPublic(**row) for row in rows[:100]]
-
-    # The same work both ways (acquire, one query, release): only how the connection goes back differs.
-    async def yielded(request: Request) -> AsyncIterator[Connection]:
-        conn = await pool.acquire()
-        try:
+    async def yielded(request: Request) -> AsyncIterator[Connection]:  # the way before: a yield dependency
+        db: Database = request.state.database
+        async with db.connection() as conn:
             yield conn
-        finally:
-            await pool.release(conn)
 
-    with_yield = FastAPI()
-
-    @with_yield.get("/users/{user_id}")
     async def get_yielded(user_id: int, conn: Annotated[Connection, Depends(yielded, scope="function")]) -> Response:
         return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
 
-    async def lent(request: Request) -> Connection:
-        conn = await pool.acquire()
-        request.scope[LENT] = conn
-        return conn
+    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    apps = {name: FastAPI(telemetry=off) for name in ("service", "yield", "included")}
+    apps["telemetry on"] = FastAPI()
+    for name in ("service", "telemetry on"):
+        apps[name].add_api_route("/users/{user_id}", get_one)
+    apps["yield"].add_api_route("/users/{user_id}", get_yielded)
+    router = APIRouter(prefix="/users")
+    router.add_api_route("/{user_id}", get_one)
+    apps["included"].include_router(router)
 
-    route_class = FastAPI()
-    route_class.router.route_class = ReturnsConnection
+    async def page(after: int, db: Db, joined: bool = False) -> Response:
+        async with db.connection() as conn:
+            if joined:
+                rows = await conn.fetch(ROWS_OF_JSON, after, 101)
+                return Response(f"[{','.join(row['body'] for row in rows[:100])}]", media_type="application/json")
+            found = await conn.fetchrow(SQL.list_users, after, 100)
+            assert found is not None
+            return Response(found["body"], media_type="application/json")
 
-    @route_class.get("/users/{user_id}")
-    async def get_lent(user_id: int, conn: Annotated[Connection, Depends(lent)]) -> Response:
-        return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
-
-    return {"service": service, "yield": with_yield, "route class": route_class}
+    apps["service"].add_api_route("/users", page)
+    return apps
 
 
-async def measure(url: str) -> list[tuple[str, str, float, str, float]]:
-    """(lever, baseline, µs, with the lever, µs) rows."""
+async def measure_levers(url: str) -> list[tuple[str, str, float, str, float]]:
+    """(lever, without, µs, with, µs) rows."""
     rows: list[tuple[str, str, float, str, float]] = []
     default_pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
     kept_pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep_session)
@@ -144,27 +137,63 @@ async def measure(url: str) -> list[tuple[str, str, float, str, float]]:
             await conn.fetchval(SQL.get_user, 5)
             await pool.release(conn)
 
-        rows.append((
-            "pool release without asyncpg's reset query",
-            "default reset", await cpu_per_call(lambda: round_trip(default_pool)),
-            "reset=keep_session", await cpu_per_call(lambda: round_trip(kept_pool)),
-        ))  # fmt: skip
-        built = apps(kept_pool)
+        a, b = await paired(lambda: round_trip(default_pool), lambda: round_trip(kept_pool))
+        rows.append(("pool release without asyncpg's reset query", "default reset", a, "reset=keep_session", b))
+        apps = variants(kept_pool)
         state = {"database": Database(kept_pool, acquire_timeout=2.0, ready_timeout=1.0, queue=asyncio.Semaphore(1))}
-        service, yielded, returned = built["service"], built["yield"], built["route class"]
-        rows.append((
-            "connection given back by a route class, not a yield dependency (get one; tried, not kept)",
-            "Depends(yield, scope=function)", await cpu_per_call(lambda: call(yielded, "/users/5", state)),
-            "route class", await cpu_per_call(lambda: call(returned, "/users/5", state)),
-        ))  # fmt: skip
-        rows.append((
-            "PostgreSQL writes the JSON (list of 100)",
-            "rows -> pydantic -> FastAPI JSON", await cpu_per_call(lambda: call(service, "/users-pydantic", state)),
-            "json_build_object text joined", await cpu_per_call(lambda: call(service, "/users", state)),
-        ))  # fmt: skip
+
+        def get(name: str) -> Callable[[], Awaitable[int]]:
+            return lambda: call(apps[name], "GET", "/users/5", state)
+
+        for lever, without, name, with_ in (
+            ("the connection lent by a plain dependency and the route's `async with`", "yield dependency", "yield",
+             "plain Depends + async with"),
+            ("routes added to the app itself", "an included APIRouter", "included", "app.add_api_route"),
+            ("FastAPI's native telemetry off while nothing is exported", "on, unconfigured", "telemetry on", "off"),
+        ):  # fmt: skip
+            a, b = await paired(get(name), get("service"))
+            rows.append((f"{lever} (get one)", without, a, with_, b))
+
+        def page(joined: bool) -> Callable[[], Awaitable[int]]:
+            query = b"after=0&joined=true" if joined else b"after=0"
+            return lambda: call(apps["service"], "GET", "/users", state, query=query)
+
+        a, b = await paired(page(joined=True), page(joined=False))
+        rows.append(("a page as one row, json_agg in PostgreSQL (list of 100)", "101 rows joined", a, "one row", b))
     finally:
         await default_pool.close()
         await kept_pool.close()
+    return rows
+
+
+def bind(
+    request: Callable[[App, dict[str, Any]], Awaitable[int]], app: App, state: dict[str, Any]
+) -> Callable[[], Awaitable[int]]:
+    return lambda: request(app, state)
+
+
+async def measure_apps(url: str) -> list[tuple[str, float, float]]:
+    """(workload, users-api µs, raw-minimal µs): the whole apps, in-process, lifespans running."""
+    os.environ["DATABASE_URL"] = url  # raw-minimal reads it at import
+    from bench.baselines import raw_minimal
+
+    service = create_app(Settings(_env_file=None, database_url=url))
+    rows = []
+    tag = f"{os.getpid()}.{time.time_ns()}"
+    counter = iter(range(10**9))
+    async with (
+        service.router.lifespan_context(service) as state,
+        raw_minimal.app.router.lifespan_context(raw_minimal.app),
+    ):
+        requests: dict[str, Callable[[App, dict[str, Any]], Awaitable[int]]] = {
+            "get": lambda app, s: call(app, "GET", "/users/5", s),
+            "create": lambda app, s: call(app, "POST", "/users", s, body=json.dumps(
+                {"email": f"lever{tag}.{next(counter)}@example.com", "name": "Lever"}).encode()),
+            "list_start": lambda app, s: call(app, "GET", "/users", s, query=b"limit=100&after=0"),
+        }  # fmt: skip
+        for workload, request in requests.items():
+            ours, raw = await paired(bind(request, service, dict(state or {})), bind(request, raw_minimal.app, {}))
+            rows.append((workload, ours, raw))
     return rows
 
 
@@ -172,18 +201,26 @@ def main() -> int:
     started = datetime.now(UTC)
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
         bench.seed(db, 10_000)
-        rows = uvloop.run(measure(db.url))
+        levers = uvloop.run(measure_levers(db.url))
+        whole = uvloop.run(measure_apps(db.url))
     lines = [
         f"# Optimisation levers, {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"Produced by `make bench-levers` (`python -m bench.levers`): CPU time of one process per request, "
-        f"median of {ROUNDS} rounds of {CALLS} sequential requests, ASGI app called in-process (no HTTP server, "
-        "no load generator), on the embedded PostgreSQL with 10,000 seeded users.",
+        f"median of {ROUNDS} rounds of {CALLS} sequential requests, the two sides of each row in alternating "
+        "rounds, ASGI app called in-process (no HTTP server, no load generator), on the embedded PostgreSQL "
+        "with 10,000 seeded users.",
         "",
         "| lever | without | CPU µs/request | with | CPU µs/request | saved |",
         "|---|---|--:|---|--:|--:|",
         *(f"| {lever} | {a} | {a_us:.0f} | {b} | {b_us:.0f} | {100 * (a_us - b_us) / a_us:.0f}% |"
-          for lever, a, a_us, b, b_us in rows),
+          for lever, a, a_us, b, b_us in levers),
+        "",
+        "The whole apps, users-api beside raw-minimal (bench/baselines/raw_minimal.py):",
+        "",
+        "| workload | users-api µs/request | raw-minimal µs/request | ratio |",
+        "|---|--:|--:|--:|",
+        *(f"| {workload} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} |" for workload, ours, raw in whole),
         "",
     ]  # fmt: skip
     bench.RESULTS.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ USERS = 200_000  # seeded for the plans of the query files
 PARAMETERS: dict[str, tuple[Any, ...]] = {
     "create_user": ("new.person@example.com", "New Person"),
     "get_user": (USERS // 2,),
-    "list_users": (0, 51),
+    "list_users": (0, 50),
     "update_user": (USERS // 2, None, "Renamed"),
     "delete_user": (USERS // 2,),
     "ping": (),

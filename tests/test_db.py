@@ -3,11 +3,11 @@
 import anyio
 import psycopg
 import pytest
-from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from api.db import Conn, Database, close_pool, open_pool
+from api.db import Db, close_pool, open_pool
 from api.ops.cluster import find_available_port
+from api.queries import SQL
 from tests.helpers import APP, ClientFactory, assert_problem, create, make_settings, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
@@ -41,11 +41,12 @@ async def test_the_api_under_test_connects_as_the_app_role(client: object, postg
 
 
 async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(client_factory: ClientFactory) -> None:
-    async def idle_while_sending(conn: Conn, request: Request) -> StreamingResponse:
-        database: Database = request.state.database
+    async def idle_while_sending(db: Db) -> StreamingResponse:
+        async with db.connection() as conn:
+            await conn.fetchval(SQL.ping)
 
         async def body() -> object:
-            yield str(database.pool.get_idle_size()).encode()  # read while the response is being sent
+            yield str(db.pool.get_idle_size()).encode()  # read while the response is being sent
 
         return StreamingResponse(body())  # type: ignore[arg-type]
 
@@ -65,6 +66,17 @@ async def test_an_exhausted_pool_is_a_503_with_retry_after(
         assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"
         assert patched[0].status_code == 200
+
+
+async def test_a_query_that_fails_gives_its_connection_back(client_factory: ClientFactory) -> None:
+    async with client_factory(pool_min_size=1, pool_max_size=1, pool_acquire_timeout=0.2) as client:
+        await create(client, "taken@example.com", "T")
+        other = await create(client, "other@example.com", "O")
+        conflicts = [await client.patch(f"/users/{other['id']}", json={"email": "taken@example.com"}) for _ in range(3)]
+        fetched = await client.get(f"/users/{other['id']}")
+
+    assert [response.status_code for response in conflicts] == [409] * 3
+    assert fetched.status_code == 200, "the one connection and its slot in the queue came back each time"
 
 
 async def test_a_query_over_the_command_timeout_is_a_503(

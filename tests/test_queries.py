@@ -34,7 +34,7 @@ def test_each_file_starts_with_a_header_comment(path: Path) -> None:
 SIGNATURES = {
     "create_user": (["text", "text"], ["id", "body"]),
     "get_user": (["int8"], ["body"]),
-    "list_users": (["int8", "int8"], ["id", "body"]),
+    "list_users": (["int8", "int8"], ["body", "last_id", "more"]),
     "update_user": (["int8", "text", "text"], ["body"]),
     "delete_user": (["int8"], ["id"]),
     "ping": ([], ["?column?"]),

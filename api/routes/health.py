@@ -3,28 +3,29 @@
 import asyncio
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel
 
 from api.db import Database
 from api.problems import Unavailable, problem_responses
 from api.queries import SQL
+from api.routes import Routes
 
 log = logging.getLogger("users_api")
-router = APIRouter(tags=["probes"])
+routes = Routes(tags=["probes"])
 
 
 class Status(BaseModel):
     status: str
 
 
-@router.get("/health", response_model=Status)
+@routes.get("/health", response_model=Status)
 async def health() -> Status:
     """Liveness: answers without touching the database."""
     return Status(status="ok")
 
 
-@router.get("/ready", response_model=Status, responses=problem_responses(503))
+@routes.get("/ready", response_model=Status, responses=problem_responses(503))
 async def ready(request: Request) -> Status:
     """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
     db: Database = request.state.database

@@ -3,13 +3,14 @@
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 
-from api.db import Conn
+from api.db import Db
 from api.problems import problem_responses
 from api.queries import SQL
+from api.routes import Routes
 from api.schemas import UserCreate, UserPublic, UserUpdate
 
 BIGINT_MAX = 2**63 - 1
@@ -30,7 +31,7 @@ Digits = BeforeValidator(_decimal_digits)
 INT64 = {"format": "int64"}
 UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's id.", json_schema_extra=INT64), Digits]
 
-router = APIRouter(prefix="/users", tags=["users"])
+routes = Routes(tags=["users"])
 
 
 class JSONText(Response):
@@ -50,8 +51,8 @@ def _email_taken(email: str) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, f"the email {email!r} belongs to another user")
 
 
-@router.post(
-    "",
+@routes.post(
+    "/users",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     responses={
@@ -70,16 +71,17 @@ def _email_taken(email: str) -> HTTPException:
         **problem_responses(409, 413, 422, 503),
     },
 )
-async def create_user(body: UserCreate, conn: Conn) -> JSONText:
+async def create_user(body: UserCreate, db: Db) -> JSONText:
     """Create a user; 409 if the email is taken, compared case-insensitively."""
-    row = await conn.fetchrow(SQL.create_user, body.email, body.name)
+    async with db.connection() as conn:
+        row = await conn.fetchrow(SQL.create_user, body.email, body.name)
     if row is None:
         raise _email_taken(body.email)
     return JSONText(row["body"], status.HTTP_201_CREATED, {"Location": f"/users/{row['id']}"})
 
 
-@router.get(
-    "",
+@routes.get(
+    "/users",
     response_model=list[UserPublic],
     responses={
         200: {
@@ -94,35 +96,36 @@ async def create_user(body: UserCreate, conn: Conn) -> JSONText:
     },
 )
 async def list_users(
-    conn: Conn,
+    db: Db,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="Users per page."), Digits] = 50,
     after: Annotated[
         int, Query(ge=0, le=BIGINT_MAX, description="Return users with a larger id.", json_schema_extra=INT64), Digits
     ] = 0,
 ) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination)."""
-    rows = await conn.fetch(SQL.list_users, after, limit + 1)
-    headers = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        headers = {"Link": f'</users?limit={limit}&after={rows[-1]["id"]}>; rel="next"'}
-    return JSONText(f"[{','.join(row['body'] for row in rows)}]", headers=headers)
+    async with db.connection() as conn:
+        page = await conn.fetchrow(SQL.list_users, after, limit)
+    assert page is not None  # an aggregate: always one row
+    link = f'</users?limit={limit}&after={page["last_id"]}>; rel="next"'
+    return JSONText(page["body"], headers={"Link": link} if page["more"] else None)
 
 
-@router.get("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422, 503))
-async def get_user(user_id: UserId, conn: Conn) -> JSONText:
+@routes.get("/users/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422, 503))
+async def get_user(user_id: UserId, db: Db) -> JSONText:
     """Get one user by id."""
-    body = await conn.fetchval(SQL.get_user, user_id)
+    async with db.connection() as conn:
+        body = await conn.fetchval(SQL.get_user, user_id)
     if body is None:
         raise _not_found(user_id)
     return JSONText(body)
 
 
-@router.patch("/{user_id}", response_model=UserPublic, responses=problem_responses(404, 409, 413, 422, 503))
-async def update_user(user_id: UserId, body: UserUpdate, conn: Conn) -> JSONText:
+@routes.patch("/users/{user_id}", response_model=UserPublic, responses=problem_responses(404, 409, 413, 422, 503))
+async def update_user(user_id: UserId, body: UserUpdate, db: Db) -> JSONText:
     """Change a user's email and/or name."""
     try:
-        updated = await conn.fetchval(SQL.update_user, user_id, body.email, body.name)
+        async with db.connection() as conn:
+            updated = await conn.fetchval(SQL.update_user, user_id, body.email, body.name)
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name != EMAIL_UNIQUE_INDEX:
             raise
@@ -132,13 +135,15 @@ async def update_user(user_id: UserId, body: UserUpdate, conn: Conn) -> JSONText
     return JSONText(updated)
 
 
-@router.delete(
-    "/{user_id}",
+@routes.delete(
+    "/users/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=problem_responses(404, 422, 503),
 )
-async def delete_user(user_id: UserId, conn: Conn) -> None:
+async def delete_user(user_id: UserId, db: Db) -> None:
     """Delete a user."""
-    if await conn.fetchval(SQL.delete_user, user_id) is None:
+    async with db.connection() as conn:
+        deleted = await conn.fetchval(SQL.delete_user, user_id)
+    if deleted is None:
         raise _not_found(user_id)

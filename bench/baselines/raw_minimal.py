@@ -4,7 +4,7 @@ As issue 10 describes it, nothing more and nothing less: FastAPI; an asyncpg poo
 lifespan with reset off and TimeZone=UTC (sized as users-api's, 2 to 10); each route, declared on
 the app, calls pool.fetchrow/fetchval/fetch with the text of the sql/ file and returns PostgreSQL's
 JSON text as a Response; no dependency, no queue, no middleware, no custom validators, default
-error handling. A page fetches limit + 1 rows and sets Link, as users-api's does, so that both
+error handling. A page sets Link from the query's own answer, as users-api's does, so that both
 answer the workload alike. DATABASE_URL names the database.
 """
 
@@ -58,9 +58,6 @@ async def get_user(user_id: int, request: Request) -> Response:
 
 @app.get("/users")
 async def list_users(request: Request, limit: int = 50, after: int = 0) -> Response:
-    rows = await request.app.state.pool.fetch(SQL.list_users, after, limit + 1)
-    headers = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        headers = {"Link": f'</users?limit={limit}&after={rows[-1]["id"]}>; rel="next"'}
-    return Response(f"[{','.join(row['body'] for row in rows)}]", headers=headers, media_type="application/json")
+    page = await request.app.state.pool.fetchrow(SQL.list_users, after, limit)
+    headers = {"Link": f'</users?limit={limit}&after={page["last_id"]}>; rel="next"'} if page["more"] else None
+    return Response(page["body"], headers=headers, media_type="application/json")
