@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-profile clean
+.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-icount bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -31,6 +31,9 @@ bench-quick: $(VENV)/.bench-installed
 
 bench-levers: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.levers
+
+bench-icount: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.icount
 
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile --workload $(or $(WORKLOAD),get)

@@ -4,7 +4,8 @@ No HTTP server and no load generator: the ASGI app is called directly, so the CP
 process (time.process_time) per request is what the lever changes, without the noise of three
 processes sharing two cores. Each lever is measured against its alternative on the same database,
 in alternating rounds so that the machine's drift falls on both. Then users-api's whole app beside
-raw-minimal's, per workload. Writes bench/results/levers-<timestamp>.md.
+raw-minimal's, per workload; and get-one with 64 requests at once on a pool of 10, where requests
+wait for a connection, as under `make bench`'s load. Writes bench/results/levers-<timestamp>.md.
 """
 
 import asyncio
@@ -22,8 +23,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.telemetry import TelemetryConfig
 
 from api.app import create_app
-from api.db import Connection, Database, Db, keep_session
+from api.db import Connection, Database, Db, Lease, keep_session
+from api.limits import BodyLimitMiddleware
 from api.queries import SQL
+from api.routes.users import UserId
 from api.settings import Settings
 from bench import run as bench
 
@@ -87,6 +90,21 @@ async def paired(
     return sorted(samples[0])[ROUNDS // 2], sorted(samples[1])[ROUNDS // 2]
 
 
+class TimedLease(Lease):
+    """The lease as first written: the queue's wait and pool.acquire each under a timeout, waiting or not."""
+
+    async def __aenter__(self) -> Connection:
+        db = self.db
+        async with asyncio.timeout(db.acquire_timeout):
+            await db.queue.acquire()
+        try:
+            self.conn = await db.pool.acquire(timeout=db.acquire_timeout)
+        except BaseException:
+            db.queue.release()
+            raise
+        return self.conn
+
+
 def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
     """Apps for GET /users/{id} that differ from users-api's way by one lever each."""
 
@@ -102,12 +120,35 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
     async def get_yielded(user_id: int, conn: Annotated[Connection, Depends(yielded, scope="function")]) -> Response:
         return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
 
+    async def get_timed(user_id: int, db: Db) -> Response:  # both waits under a timer on every request
+        async with TimedLease(db) as conn:
+            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+
+    async def get_unqueued(user_id: int, db: Db) -> Response:  # asyncpg's own pool queue alone
+        async with db.pool.acquire() as conn:
+            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+
+    async def get_checked(user_id: UserId, db: Db) -> Response:  # users-api's checks of the id
+        async with db.connection() as conn:
+            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+
+    async def get_undepended(user_id: int, request: Request) -> Response:  # the pool read without Depends
+        db: Database = request.state.database
+        async with db.connection() as conn:
+            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+
     off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    apps = {name: FastAPI(telemetry=off) for name in ("service", "yield", "included")}
+    names = ("service", "yield", "included", "timed", "unqueued", "checked", "no depends", "limited")
+    apps = {name: FastAPI(telemetry=off) for name in names}
     apps["telemetry on"] = FastAPI()
-    for name in ("service", "telemetry on"):
+    for name in ("service", "telemetry on", "limited"):
         apps[name].add_api_route("/users/{user_id}", get_one)
+    apps["limited"].add_middleware(BodyLimitMiddleware)
+    apps["no depends"].add_api_route("/users/{user_id}", get_undepended)
     apps["yield"].add_api_route("/users/{user_id}", get_yielded)
+    apps["timed"].add_api_route("/users/{user_id}", get_timed)
+    apps["unqueued"].add_api_route("/users/{user_id}", get_unqueued)
+    apps["checked"].add_api_route("/users/{user_id}", get_checked)
     router = APIRouter(prefix="/users")
     router.add_api_route("/{user_id}", get_one)
     apps["included"].include_router(router)
@@ -150,8 +191,17 @@ async def measure_levers(url: str) -> list[tuple[str, str, float, str, float]]:
              "plain Depends + async with"),
             ("routes added to the app itself", "an included APIRouter", "included", "app.add_api_route"),
             ("FastAPI's native telemetry off while nothing is exported", "on, unconfigured", "telemetry on", "off"),
+            ("a timer on the connection's waits only when there is a wait", "always", "timed", "only then"),
         ):  # fmt: skip
             a, b = await paired(get(name), get("service"))
+            rows.append((f"{lever} (get one)", without, a, with_, b))
+
+        for lever, without, name, with_ in (
+            ("the first-come-first-served queue in front of asyncpg's pool", "pool alone", "unqueued", "queue + pool"),
+            ("the id's checks (digits only, 1 to 2^63-1)", "plain int", "service", "UserId"),
+        ):  # fmt: skip
+            # What the contract costs, kept whatever it costs: here "without" is the cheaper side.
+            a, b = await paired(get(name), get("checked" if name == "service" else "service"))
             rows.append((f"{lever} (get one)", without, a, with_, b))
 
         def page(joined: bool) -> Callable[[], Awaitable[int]]:
@@ -197,12 +247,66 @@ async def measure_apps(url: str) -> list[tuple[str, float, float]]:
     return rows
 
 
+CONCURRENT = 64  # requests at once, as wrk's connections in `make bench`
+EACH = 40  # requests each of them makes per round
+
+
+async def contended(app: App, state: dict[str, Any], latencies: list[float]) -> None:
+    """CONCURRENT clients each making EACH get-one requests; every request's wall time lands in `latencies`."""
+
+    async def client(number: int) -> None:
+        for n in range(EACH):
+            started = time.perf_counter()
+            await call(app, "GET", f"/users/{1 + (number * EACH + n) % 10_000}", state)
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client(number) for number in range(CONCURRENT)))
+
+
+async def measure_contention(url: str) -> list[tuple[str, float, float]]:
+    """(app, CPU µs/request, p99/p50 of latency): get-one with more requests at once than connections."""
+    os.environ["DATABASE_URL"] = url  # raw-minimal reads it in its lifespan
+    from bench.baselines import raw_minimal
+
+    service = create_app(Settings(_env_file=None, database_url=url))
+    async with (
+        service.router.lifespan_context(service) as lifespan_state,
+        raw_minimal.app.router.lifespan_context(raw_minimal.app),
+    ):
+        state = dict(lifespan_state or {})
+        database: Database = state["database"]
+        # The same pool, with a queue too wide ever to wait: requests wait in asyncpg's pool alone.
+        unqueued = state | {"database": Database(database.pool, 2.0, 1.0, asyncio.Semaphore(10 * CONCURRENT))}
+        apps: dict[str, tuple[App, dict[str, Any]]] = {
+            "users-api": (service, state),
+            "users-api without its queue": (service, unqueued),
+            "raw-minimal": (raw_minimal.app, {}),
+        }
+        cpu: dict[str, list[float]] = {name: [] for name in apps}
+        latencies: dict[str, list[float]] = {name: [] for name in apps}
+        for app, app_state in apps.values():  # warm-up
+            await contended(app, app_state, [])
+        for _ in range(ROUNDS):
+            for name, (app, app_state) in apps.items():
+                gc.collect()
+                started = time.process_time()
+                await contended(app, app_state, latencies[name])
+                cpu[name].append((time.process_time() - started) / (CONCURRENT * EACH) * 1e6)
+    rows = []
+    for name in apps:
+        ordered = sorted(latencies[name])
+        p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
+        rows.append((name, sorted(cpu[name])[ROUNDS // 2], p99 / p50))
+    return rows
+
+
 def main() -> int:
     started = datetime.now(UTC)
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
         bench.seed(db, 10_000)
         levers = uvloop.run(measure_levers(db.url))
         whole = uvloop.run(measure_apps(db.url))
+        contention = uvloop.run(measure_contention(db.url))
     lines = [
         f"# Optimisation levers, {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -222,13 +326,25 @@ def main() -> int:
         "|---|--:|--:|--:|",
         *(f"| {workload} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} |" for workload, ours, raw in whole),
         "",
+        f"Get one, {CONCURRENT} requests at once on users-api's pool of 10 connections ({EACH} each per round; "
+        "the CPU is the median round's, the latency ratio over every request of every round):",
+        "",
+        "| app | CPU µs/request | ratio to raw-minimal | p99 / p50 latency |",
+        "|---|--:|--:|--:|",
+        *(f"| {name} | {us:.0f} | {us / contention[-1][1]:.2f} | {tail:.1f} |" for name, us, tail in contention),
+        "",
     ]  # fmt: skip
+    publish("levers", started, lines)
+    return 0
+
+
+def publish(kind: str, started: datetime, lines: list[str]) -> None:
+    """Write bench/results/<kind>-<timestamp>.md, and show it."""
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = bench.RESULTS / f"levers-{started:%Y%m%dT%H%M%SZ}.md"
+    out = bench.RESULTS / f"{kind}-{started:%Y%m%dT%H%M%SZ}.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     bench.progress(f"wrote {out.relative_to(bench.ROOT)}")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

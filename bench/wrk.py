@@ -4,18 +4,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import tools
+
 SCRIPT = Path(__file__).parent / "lua" / "workload.lua"
-INSTALL_HINT = (
-    "wrk, the load generator, is not installed: `sudo apt-get install wrk` (Debian, Ubuntu), "
-    "`brew install wrk` (macOS), or build it from its sources"
-)
-# As root, `make bench` installs wrk itself; a new machine's package lists may be empty, hence the update.
-APT_INSTALL = ["apt-get", "install", "-y", "-q", "wrk"]
-APT_UPDATE = ["apt-get", "update", "-q"]
+INSTALL_HINT = tools.install_hint("wrk")
 
 
 @dataclass(frozen=True)
@@ -38,15 +33,7 @@ def find_wrk() -> str | None:
 
 def ensure_wrk() -> str | None:
     """wrk's path, installed with apt-get first when it is missing and this process is root; None if it cannot be."""
-    found = find_wrk()
-    if found is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    print("bench: wrk is missing; installing it with apt-get", file=sys.stderr, flush=True)
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    for commands in ([APT_INSTALL], [APT_UPDATE, APT_INSTALL]):
-        if all(subprocess.run(command, env=env, check=False).returncode == 0 for command in commands):  # noqa: S603
-            return find_wrk()
-    return None
+    return tools.ensure("wrk", package="wrk")
 
 
 def version() -> str:

@@ -91,6 +91,24 @@ async def test_the_http_ceiling_serves_the_bodies_it_is_given(tmp_path: Path, mo
     assert (created.status_code, created.headers["location"], created.json()) == (201, "/users/7", user)
 
 
+async def test_the_instruction_counts_run_every_app_they_name(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import icount
+
+    monkeypatch.setattr(icount, "WARMUP", 0)
+    monkeypatch.setenv("DATABASE_URL", database_url)  # restored after the test
+    jobs = [("users-api", "create")] + [job for job in icount.WHOLE_JOBS if job != ("users-api", "create")]
+    jobs += [side for _, *sides in icount.LEVERS + icount.COSTS for side in sides]
+
+    for app_name, request_name in jobs:  # each request's status is checked: 200 or 201
+        await icount.child(app_name, request_name, 2, database_url)
+
+    with psycopg.connect(database_url) as conn:
+        created = conn.execute("SELECT count(*) FROM users").fetchone()
+    assert created == (4,), "users-api and raw-minimal created two users each"
+
+
 def test_wrk_results_are_read_with_every_error_counted() -> None:
     line = (
         'BENCH_RESULT {"requests":5000,"duration_us":2000000,"non2xx":3,"connect":1,"read":0,"write":0,'

@@ -1,0 +1,166 @@
+"""`make bench-icount`: the levers and the whole apps in instructions per request, counted by callgrind.
+
+CPU time on two shared cores drifts by 10-20% between runs, more than most levers save;
+valgrind's callgrind counts the instructions the API's process executes, the same each time for
+the same code and requests. Each figure is the difference of two runs of one app in a process of
+its own (N and 4N requests after the same warm-up), divided by 3N: start-up and imports cancel out.
+PostgreSQL's work is not counted (another process). Writes bench/results/icount-<timestamp>.md.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import uvloop
+
+from api.app import create_app
+from api.db import Database, keep_session
+from api.settings import Settings
+from bench import levers, tools
+from bench import run as bench
+from bench.baselines import raw_minimal
+
+REQUESTS = 100  # N: the runs make N and 4N requests
+WARMUP = 50
+# (row, without: (app, request), with: (app, request)): the apps of bench/levers.py's variants,
+# "service" being users-api's way; then the whole apps, users-api against raw-minimal.
+LEVERS = [
+    ("the connection lent by a plain dependency and the route's `async with` (get one)",
+     ("yield", "get"), ("service", "get")),
+    ("routes added to the app itself (get one)", ("included", "get"), ("service", "get")),
+    ("FastAPI's native telemetry off while nothing is exported (get one)", ("telemetry on", "get"), ("service", "get")),
+    ("a timer on the connection's waits only when there is a wait (get one)", ("timed", "get"), ("service", "get")),
+    ("a page as one row, json_agg in PostgreSQL (list of 100)", ("service", "joined"), ("service", "page")),
+]  # fmt: skip
+# What the contract costs, kept whatever it costs: "with" is users-api's side, "without" the cheaper one.
+COSTS = [
+    ("the first-come-first-served queue in front of asyncpg's pool (get one)", ("unqueued", "get"), ("service", "get")),
+    ("the id's checks: digits only, 1 to 2^63-1 (get one)", ("service", "get"), ("checked", "get")),
+    ("the pool injected with `Depends`, as the mission asks (get one)", ("no depends", "get"), ("service", "get")),
+    ("the body limit's middleware (get one)", ("service", "get"), ("limited", "get")),
+]  # fmt: skip
+WHOLE = ["get", "create", "list_start", "get_64"]
+WHOLE_JOBS = [(app, workload) for workload in WHOLE for app in ("users-api", "raw-minimal")]
+COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+async def child(app_name: str, request_name: str, count: int, url: str) -> None:
+    """The measured process: build one app, then WARMUP + count requests of one kind."""
+    tag = f"{app_name}.{os.getpid()}.{count}"
+    async with AsyncExitStack() as stack:
+        if app_name in ("users-api", "raw-minimal"):
+            os.environ["DATABASE_URL"] = url  # raw-minimal's lifespan reads it
+            # Waits are 50 times longer under valgrind: a timeout would answer 503 where none is under test.
+            settings = Settings(_env_file=None, database_url=url, pool_acquire_timeout=600, command_timeout=600)
+            app = create_app(settings) if app_name == "users-api" else raw_minimal.app
+            lifespan: AbstractAsyncContextManager[Any] = app.router.lifespan_context(app)
+            state = dict(await stack.enter_async_context(lifespan) or {})
+        else:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep_session)
+            stack.push_async_callback(pool.close)
+            app = levers.variants(pool)[app_name]
+            queue = asyncio.Semaphore(1)
+            state = {"database": Database(pool, acquire_timeout=2.0, ready_timeout=1.0, queue=queue)}
+        if request_name == "get_64":  # 64 clients at once share the requests: most wait for a connection
+            numbers = iter(range(WARMUP + count))
+
+            async def client() -> None:
+                for n in numbers:
+                    await levers.call(app, "GET", f"/users/{1 + n % 1000}", state)
+
+            await asyncio.gather(*(client() for _ in range(levers.CONCURRENT)))
+            return
+        for n in range(WARMUP + count):
+            if request_name == "get":
+                await levers.call(app, "GET", f"/users/{1 + n % 1000}", state)
+            elif request_name == "create":
+                body = json.dumps({"email": f"icount{tag}.{n}@example.com", "name": "Icount"}).encode()
+                await levers.call(app, "POST", "/users", state, body=body)
+            elif request_name == "list_start":
+                await levers.call(app, "GET", "/users", state, query=f"limit=100&after={n % 500}".encode())
+            else:  # the page lever: "page" (one row) or "joined" (101 rows)
+                query = f"after={n % 500}" + ("&joined=true" if request_name == "joined" else "")
+                await levers.call(app, "GET", "/users", state, query=query.encode())
+
+
+def instructions(valgrind: str, app_name: str, request_name: str, url: str) -> float:
+    """Instructions per request of `app_name` answering `request_name`."""
+    counts = []
+    for count in (REQUESTS, 4 * REQUESTS):
+        done = subprocess.run(  # noqa: S603 - valgrind running this module, arguments built here
+            [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.icount",
+             "--child", app_name, request_name, str(count)],
+            capture_output=True, text=True, check=True, env=os.environ | {"ICOUNT_DATABASE_URL": url},
+        )  # fmt: skip
+        found = COLLECTED.search(done.stderr)
+        assert found is not None, done.stderr[-2000:]
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (3 * REQUESTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench-icount", description=__doc__)
+    parser.add_argument("--child", nargs=3, metavar=("APP", "REQUEST", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        app_name, request_name, count = args.child
+        uvloop.run(child(app_name, request_name, int(count), os.environ["ICOUNT_DATABASE_URL"]))
+        return 0
+    valgrind = tools.ensure("valgrind", package="valgrind")
+    if valgrind is None:
+        print(f"bench: {tools.install_hint('valgrind')}", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    jobs = list(dict.fromkeys([side for _, *sides in LEVERS + COSTS for side in sides] + WHOLE_JOBS))
+    with bench.database(bench.ROOT / ".pgdata-bench") as db:
+        bench.seed(db, 10_000)
+
+        def count(job: tuple[str, str]) -> float:
+            return instructions(valgrind, job[0], job[1], db.url)
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as workers:  # counts do not depend on load
+            found = dict(zip(jobs, workers.map(count, jobs), strict=True))
+    lines = [
+        f"# Instructions per request, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Produced by `make bench-icount` (`python -m bench.icount`): valgrind's callgrind counting the "
+        f"instructions of the API's process, the difference between runs of {REQUESTS} and {4 * REQUESTS} "
+        f"requests (after {WARMUP} more) divided by {3 * REQUESTS}, ASGI app called in-process, on the "
+        "embedded PostgreSQL with 10,000 seeded users. The same code and requests give the same counts "
+        "within about 2%, whatever else the machine does.",
+        "",
+        "| lever | without, instructions/request | with | saved |",
+        "|---|--:|--:|--:|",
+        *(f"| {lever} | {found[a]:,.0f} | {found[b]:,.0f} | {100 * (found[a] - found[b]) / found[a]:.0f}% |"
+          for lever, a, b in LEVERS),
+        "",
+        "What parts of the contract cost, kept whatever they cost:",
+        "",
+        "| part | without, instructions/request | with | cost |",
+        "|---|--:|--:|--:|",
+        *(f"| {part} | {found[a]:,.0f} | {found[b]:,.0f} | {100 * (found[b] - found[a]) / found[a]:+.0f}% |"
+          for part, a, b in COSTS),
+        "",
+        "get_64: get one with 64 requests at once on the pool of 10 connections, so that most wait for one.",
+        "",
+        "| workload | users-api instructions/request | raw-minimal | ratio |",
+        "|---|--:|--:|--:|",
+        *(f"| {w} | {found['users-api', w]:,.0f} | {found['raw-minimal', w]:,.0f} "
+          f"| {found['users-api', w] / found['raw-minimal', w]:.2f} |" for w in WHOLE),
+        "",
+    ]  # fmt: skip
+    levers.publish("icount", started, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
