@@ -1,14 +1,17 @@
 """The FastAPI application: routes, the pool's lifespan, error handling and the body limit."""
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
-from api.db import lifespan
+from api.db import State, lifespan
 from api.limits import BodyLimitMiddleware
 from api.problems import PROBLEM_JSON, install_problem_handlers
 from api.routes import health, users
 from api.settings import Settings
+from api.worker import stops_with_its_parent
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -18,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="users-api",
         version="0.1.0",
         summary="A users resource on PostgreSQL, in raw SQL.",
-        lifespan=lifespan(settings),
+        lifespan=_serving(settings),
         # operationId = the route function's name (create_user, get_user, ...): what generated clients call
         # their methods, rather than FastAPI's default of name, path and method run together.
         generate_unique_id_function=lambda route: route.name,
@@ -32,6 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     _document_problems_as_problem_json(app)
     return app
+
+
+def _serving(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    """The lifespan: the pool while the app serves, in a worker that stops when its parent is gone."""
+    pool = lifespan(settings)
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[State]:
+        with stops_with_its_parent():
+            async with pool(app) as state:
+                yield state
+
+    return serving
 
 
 def _document_problems_as_problem_json(app: FastAPI) -> None:

@@ -2,10 +2,10 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -15,6 +15,7 @@ from api.problems import Unavailable
 from api.settings import Settings
 
 log = logging.getLogger("users_api")
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
@@ -38,6 +39,36 @@ class Database:
     def connection(self) -> "Lease":
         """`async with db.connection() as conn:` one pooled connection for the block; 503 if none frees up."""
         return Lease(self)
+
+    async def fetchval(self, query: str, *args: object, read: bool = False) -> Any:
+        """The first value of one statement's first row (None if no row); see `run`."""
+        return await self.run(lambda conn: conn.fetchval(query, *args), read=read)
+
+    async def fetchrow(self, query: str, *args: object, read: bool = False) -> "asyncpg.Record | None":
+        """One statement's first row (None if none); see `run`."""
+        return await self.run(lambda conn: conn.fetchrow(query, *args), read=read)
+
+    async def run(self, statement: Callable[[Connection], Awaitable[T]], *, read: bool) -> T:
+        """`statement` on a pooled connection; again on another when the first cannot have run it.
+
+        PostgreSQL ends idle connections (a restart, `pg_terminate_backend`, an idle timeout, a
+        failover); the pool learns it only when a statement is tried. A statement asyncpg refused to
+        send is run again on another connection; so is a read whose connection was lost with the
+        statement perhaps sent (`read=True`: running it twice changes nothing). A write that may have
+        reached the server is not: the caller gets the error, a 503.
+        """
+        retries = 0
+        while True:
+            try:
+                async with self.connection() as conn:
+                    return await statement(conn)
+            except (asyncpg.InternalClientError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError) as error:
+                # Each failed try used up one ended connection (asyncpg closes it), so one more try than
+                # the pool has connections reaches a fresh one even when the server ended them all.
+                retries += 1
+                if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and _lost(error))):
+                    raise
+                log.info("connection ended by the server; statement run again on another: %s", error)
 
 
 class Lease:
@@ -76,6 +107,25 @@ class Lease:
             await self.db.pool.release(self.conn)
         finally:
             self.db.queue.release()
+
+
+def _not_sent(error: Exception) -> bool:
+    """asyncpg refused to send the statement, the connection having been ended by the server.
+
+    asyncpg has no class of its own for this (MagicStack/asyncpg#1069): an idle connection that
+    received the server's FATAL is left in its ERROR_CONSUME state (2), and the next statement is
+    refused with InternalClientError before any byte of it is written. tests/test_faults.py fails
+    if a new asyncpg words this differently.
+    """
+    message = str(error)
+    if isinstance(error, asyncpg.InternalClientError):
+        return "another operation (2) is in progress" in message or message == "not connected"
+    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in message
+
+
+def _lost(error: Exception) -> bool:
+    """The connection was lost while the statement ran, or before it was sent."""
+    return isinstance(error, asyncpg.ConnectionDoesNotExistError) or _not_sent(error)
 
 
 class State(TypedDict):

@@ -1,5 +1,6 @@
 """Every error leaves as RFC 9457 `application/problem+json`; no stack trace or SQL text reaches a client."""
 
+import errno
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -107,6 +108,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _unavailable(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unavailable):
         detail = exc.detail
+    elif isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Not the database: this process could not open a socket to it.
+        log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc.strerror)
+        detail = "the service cannot open a database connection now; retry shortly"
     else:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         detail = "the database is unavailable; retry shortly"

@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -22,7 +23,7 @@ from fastapi import FastAPI
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import create_app
-from api.ops.cluster import Cluster, find_available_port
+from api.ops.cluster import DATABASE, OWNER_ROLE, Cluster, find_available_port
 from api.ops.provision import Role, create_database
 from api.settings import Settings
 
@@ -143,8 +144,8 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 class ServedAPI:
     """`users-api serve` in a process of its own, as `make run` starts it, on a free port; ready once /ready is."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path) -> None:
-        self.port = find_available_port()
+    def __init__(self, env: Mapping[str, str], cwd: Path, port: int | None = None) -> None:
+        self.port = port or find_available_port()
         inherited = {
             key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "OWNER_DATABASE_URL")
         }
@@ -156,6 +157,11 @@ class ServedAPI:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Read as it comes: a pipe left unread fills (64 KiB) and then blocks the server's next log line,
+        # and with it the whole event loop, as a fault test's burst of 503 warnings did.
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout or ()), daemon=True)
+        self.reader.start()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=5)
         deadline = time.monotonic() + 60
@@ -170,10 +176,37 @@ class ServedAPI:
 
     def stop(self, signum: int) -> int:
         """Send `signum`, wait for the process to end, keep what it printed in `output`; its exit status."""
-        self.client.close()
         self.process.send_signal(signum)
-        self.output, _ = self.process.communicate(timeout=60)
+        return self.wait()
+
+    def wait(self) -> int:
+        """Wait for the process to end (a signal was sent); its exit status."""
+        self.client.close()
+        self.process.wait(timeout=60)
+        self.reader.join(timeout=60)  # the output ends when every process holding the pipe has ended
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         return self.process.returncode
+
+    @property
+    def output(self) -> str:
+        """What the process printed so far, standard output and error together."""
+        return "".join(self.lines)
+
+
+class Service(ServedAPI):
+    """`users-api serve` on an embedded server of its own, its data asked for in `pgdata`."""
+
+    def __init__(self, pgdata: Path, port: int | None = None, **env: str) -> None:
+        env = {"EMBEDDED_PGDATA": str(pgdata), "EMBEDDED_PGPORT": str(find_available_port())} | env
+        super().__init__(env, cwd=pgdata.parent, port=port)
+
+
+def owner_url(data_dir: Path) -> str:
+    """The embedded server's database as the owner role, read from what users-api keeps in its data folder."""
+    port = int((data_dir / "pgpass").read_text().split(":")[1])
+    password = (data_dir / "owner-password").read_text().strip()
+    return f"postgresql://{OWNER_ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -10,26 +10,15 @@ import psycopg
 import pytest
 
 from api.ops import cli, embedded, migrator
-from api.ops.cluster import APP_ROLE, DATABASE, OWNER_ROLE, Databases, find_available_port, postmaster_pid
+from api.ops.cluster import APP_ROLE, OWNER_ROLE, Databases, find_available_port, postmaster_pid
 from api.ops.processes import alive
 from api.ops.settings import ServiceSettings
-from tests.helpers import ServedAPI
-
-
-class Service(ServedAPI):
-    """`users-api serve` on an embedded server of its own, its data asked for in `pgdata`."""
-
-    def __init__(self, pgdata: Path) -> None:
-        env = {"EMBEDDED_PGDATA": str(pgdata), "EMBEDDED_PGPORT": str(find_available_port())}
-        super().__init__(env, cwd=pgdata.parent)
+from tests.helpers import Service, owner_url
 
 
 def api_roles(data_dir: Path) -> set[str]:
     """The roles users-api's pooled connections log in as, read as the embedded owner role."""
-    port = int((data_dir / "pgpass").read_text().split(":")[1])
-    password = (data_dir / "owner-password").read_text().strip()
-    url = f"postgresql://{OWNER_ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(owner_url(data_dir)) as conn:
         rows = conn.execute("SELECT usename FROM pg_stat_activity WHERE application_name = 'users-api'").fetchall()
     return {row[0] for row in rows}
 

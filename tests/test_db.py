@@ -1,5 +1,8 @@
 """The pool: opened and closed by the lifespan, one connection per request, bounded waits."""
 
+import os
+import resource
+
 import anyio
 import psycopg
 import pytest
@@ -134,3 +137,26 @@ async def test_without_the_reset_query_an_open_transaction_is_still_rolled_back(
             assert await again.fetchval("SELECT count(*) FROM users") == 0
     finally:
         await pool.close()
+
+
+async def test_out_of_file_descriptors_is_a_503_that_does_not_blame_the_database(
+    client_factory: ClientFactory, postgresql: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with client_factory(pool_min_size=1, pool_max_size=2) as client:
+        user = await create(client, "fd@example.com")
+        async with pool_kept_busy(client, postgresql, user["id"]):  # the next request needs a new connection
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            lowest_free = os.open(os.devnull, os.O_RDONLY)  # a new descriptor takes the lowest free number
+            os.close(lowest_free)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # none can be opened now
+            try:
+                response = await client.get(f"/users/{user['id']}")
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        after = await client.get(f"/users/{user['id']}")
+
+    body = assert_problem(response, 503)
+    assert "retry" in body["detail"] and "database is unavailable" not in body["detail"]
+    assert response.headers["retry-after"] == "1"
+    assert "no file descriptor left" in caplog.text and "database unavailable" not in caplog.text
+    assert after.status_code == 200, "served again once descriptors are free"

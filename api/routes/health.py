@@ -30,8 +30,8 @@ async def ready(request: Request) -> Status:
     """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
     db: Database = request.state.database
     try:
-        async with asyncio.timeout(db.ready_timeout), db.pool.acquire() as conn:
-            await conn.fetchval(SQL.ping)
+        async with asyncio.timeout(db.ready_timeout):
+            await db.fetchval(SQL.ping, read=True)
     except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
         log.warning("not ready: %s: %s", type(error).__name__, error)
         raise Unavailable(f"the database did not answer within {db.ready_timeout:g}s") from None

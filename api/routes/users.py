@@ -73,8 +73,7 @@ def _email_taken(email: str) -> HTTPException:
 )
 async def create_user(body: UserCreate, db: Db) -> JSONText:
     """Create a user; 409 if the email is taken, compared case-insensitively."""
-    async with db.connection() as conn:
-        row = await conn.fetchrow(SQL.create_user, body.email, body.name)
+    row = await db.fetchrow(SQL.create_user, body.email, body.name)
     if row is None:
         raise _email_taken(body.email)
     return JSONText(row["body"], status.HTTP_201_CREATED, {"Location": f"/users/{row['id']}"})
@@ -103,8 +102,7 @@ async def list_users(
     ] = 0,
 ) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination)."""
-    async with db.connection() as conn:
-        page = await conn.fetchrow(SQL.list_users, after, limit)
+    page = await db.fetchrow(SQL.list_users, after, limit, read=True)
     assert page is not None  # an aggregate: always one row
     link = f'</users?limit={limit}&after={page["last_id"]}>; rel="next"'
     return JSONText(page["body"], headers={"Link": link} if page["more"] else None)
@@ -113,8 +111,7 @@ async def list_users(
 @routes.get("/users/{user_id}", response_model=UserPublic, responses=problem_responses(404, 422, 503))
 async def get_user(user_id: UserId, db: Db) -> JSONText:
     """Get one user by id."""
-    async with db.connection() as conn:
-        body = await conn.fetchval(SQL.get_user, user_id)
+    body = await db.fetchval(SQL.get_user, user_id, read=True)
     if body is None:
         raise _not_found(user_id)
     return JSONText(body)
@@ -124,8 +121,7 @@ async def get_user(user_id: UserId, db: Db) -> JSONText:
 async def update_user(user_id: UserId, body: UserUpdate, db: Db) -> JSONText:
     """Change a user's email and/or name."""
     try:
-        async with db.connection() as conn:
-            updated = await conn.fetchval(SQL.update_user, user_id, body.email, body.name)
+        updated = await db.fetchval(SQL.update_user, user_id, body.email, body.name)
     except asyncpg.UniqueViolationError as error:
         if error.constraint_name != EMAIL_UNIQUE_INDEX:
             raise
@@ -143,7 +139,6 @@ async def update_user(user_id: UserId, body: UserUpdate, db: Db) -> JSONText:
 )
 async def delete_user(user_id: UserId, db: Db) -> None:
     """Delete a user."""
-    async with db.connection() as conn:
-        deleted = await conn.fetchval(SQL.delete_user, user_id)
+    deleted = await db.fetchval(SQL.delete_user, user_id)
     if deleted is None:
         raise _not_found(user_id)
