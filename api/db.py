@@ -41,34 +41,44 @@ class Database:
         return Lease(self)
 
     async def fetchval(self, query: str, *args: object, read: bool = False) -> Any:
-        """The first value of one statement's first row (None if no row); see `run`."""
-        return await self.run(lambda conn: conn.fetchval(query, *args), read=read)
+        """The first value of one statement's first row (None if no row); see `again`."""
+        try:
+            async with Lease(self) as conn:
+                return await conn.fetchval(query, *args)
+        except ENDED as error:
+            return await self.again(lambda conn: conn.fetchval(query, *args), error, read=read)
 
     async def fetchrow(self, query: str, *args: object, read: bool = False) -> "asyncpg.Record | None":
-        """One statement's first row (None if none); see `run`."""
-        return await self.run(lambda conn: conn.fetchrow(query, *args), read=read)
+        """One statement's first row (None if none); see `again`."""
+        try:
+            async with Lease(self) as conn:
+                return await conn.fetchrow(query, *args)
+        except ENDED as error:
+            return await self.again(lambda conn: conn.fetchrow(query, *args), error, read=read)
 
-    async def run(self, statement: Callable[[Connection], Awaitable[T]], *, read: bool) -> T:
-        """`statement` on a pooled connection; again on another when the first cannot have run it.
+    async def again(self, statement: Callable[[Connection], Awaitable[T]], error: Exception, *, read: bool) -> T:
+        """`statement` once more on another connection, if `error` says the first cannot have run it.
 
         PostgreSQL ends idle connections (a restart, `pg_terminate_backend`, an idle timeout, a
         failover); the pool learns it only when a statement is tried. A statement asyncpg refused to
         send is run again on another connection; so is a read whose connection was lost with the
         statement perhaps sent (`read=True`: running it twice changes nothing). A write that may have
-        reached the server is not: the caller gets the error, a 503.
+        reached the server is not: the caller gets the error, a 503. The first try is written out in
+        fetchval and fetchrow, with no closure and no loop: that is every request's path.
         """
         retries = 0
         while True:
+            # Each failed try used up one ended connection (asyncpg closes it), so one more try than
+            # the pool has connections reaches a fresh one even when the server ended them all.
+            retries += 1
+            if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and _lost(error))):
+                raise error
+            log.info("connection ended by the server; statement run again on another: %s", error)
             try:
-                async with self.connection() as conn:
+                async with Lease(self) as conn:
                     return await statement(conn)
-            except (asyncpg.InternalClientError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError) as error:
-                # Each failed try used up one ended connection (asyncpg closes it), so one more try than
-                # the pool has connections reaches a fresh one even when the server ended them all.
-                retries += 1
-                if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and _lost(error))):
-                    raise
-                log.info("connection ended by the server; statement run again on another: %s", error)
+            except ENDED as ended:
+                error = ended
 
 
 class Lease:
@@ -107,6 +117,10 @@ class Lease:
             await self.db.pool.release(self.conn)
         finally:
             self.db.queue.release()
+
+
+# What a statement raises when its connection was ended by the server, before or while it ran.
+ENDED = (asyncpg.InternalClientError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)
 
 
 def _not_sent(error: Exception) -> bool:
