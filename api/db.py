@@ -71,7 +71,8 @@ class Database:
             # Each failed try used up one ended connection (asyncpg closes it), so one more try than
             # the pool has connections reaches a fresh one even when the server ended them all.
             retries += 1
-            if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and _lost(error))):
+            lost = isinstance(error, asyncpg.ConnectionDoesNotExistError)  # perhaps after it was sent
+            if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and lost)):
                 raise error
             log.info("connection ended by the server; statement run again on another: %s", error)
             try:
@@ -84,8 +85,9 @@ class Database:
 class Lease:
     """One connection of the pool, held for an `async with` block and given back when it ends.
 
-    A class rather than a generator-based context manager, and the route's own block rather than a
-    `yield` dependency: FastAPI runs an exit stack for the latter on every request (bench/levers.md).
+    A class rather than a generator-based context manager, held by Database's methods rather than
+    lent by a `yield` dependency: FastAPI runs an exit stack for the latter on every request
+    (bench/levers.md).
     """
 
     __slots__ = ("conn", "db")
@@ -135,11 +137,6 @@ def _not_sent(error: Exception) -> bool:
     if isinstance(error, asyncpg.InternalClientError):
         return "another operation (2) is in progress" in message or message == "not connected"
     return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in message
-
-
-def _lost(error: Exception) -> bool:
-    """The connection was lost while the statement ran, or before it was sent."""
-    return isinstance(error, asyncpg.ConnectionDoesNotExistError) or _not_sent(error)
 
 
 class State(TypedDict):
@@ -204,6 +201,6 @@ async def database(request: Request) -> Database:
     return db
 
 
-# A plain dependency: the route borrows a connection in its own `async with db.connection()` block,
-# so the connection is back in the pool when the route returns, before the response is written.
+# A plain dependency: a route runs its statement with `await db.fetchval(...)` (or fetchrow), which
+# holds a connection for that statement only, so it is back in the pool before the response is written.
 Db = Annotated[Database, Depends(database)]

@@ -3,10 +3,9 @@
 import asyncio
 import logging
 
-from fastapi import Request
 from pydantic import BaseModel
 
-from api.db import Database
+from api.db import Db
 from api.problems import Unavailable, problem_responses
 from api.queries import SQL
 from api.routes import Routes
@@ -26,9 +25,8 @@ async def health() -> Status:
 
 
 @routes.get("/ready", response_model=Status, responses=problem_responses(503))
-async def ready(request: Request) -> Status:
+async def ready(db: Db) -> Status:
     """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
-    db: Database = request.state.database
     try:
         async with asyncio.timeout(db.ready_timeout):
             await db.fetchval(SQL.ping, read=True)
