@@ -6,8 +6,9 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import asyncpg
@@ -187,44 +188,61 @@ def children(pid: int) -> list[int]:
     return [child for child in found if parent_of(child) == pid and alive(child)]
 
 
-def wait_until(condition: object, seconds: float) -> bool:
+def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return True
         time.sleep(0.05)
     return False
 
 
-class Writers:
-    """Threads creating users through the API until stopped; the users acknowledged with a 201."""
+class Traffic:
+    """Threads making requests through the API until the block ends: when each answer came, what it was
+    (status 0: no answer, the server being gone), and the users acknowledged with a 201.
 
-    def __init__(self, url: str, threads: int = 4) -> None:
+    Each thread creates users; given `read_id`, every other request reads that user instead.
+    """
+
+    def __init__(self, url: str, read_id: int | None = None, threads: int = 4) -> None:
         self.url = url
+        self.read_id = read_id
+        self.answers: list[tuple[float, int, bool]] = []  # (time, status, has Retry-After)
         self.acknowledged: list[dict[str, object]] = []
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(threads)
-        self.futures = [self.pool.submit(self.write, number) for number in range(threads)]
+        self.futures = [self.pool.submit(self.run, number) for number in range(threads)]
 
-    def write(self, number: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=5) as client:
+    def run(self, number: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
             n = 0
             while not self.stopping.is_set():
                 try:
-                    response = client.post("/users", json={"email": f"w{number}.{n}@example.com", "name": "W"})
-                except httpx.TransportError:  # the server is gone: what was acknowledged is what counts
-                    time.sleep(0.01)
-                    continue
-                finally:
-                    n += 1
-                if response.status_code == 201:
-                    self.acknowledged.append(response.json())
+                    if self.read_id is not None and n % 2 == 0:
+                        response = client.get(f"/users/{self.read_id}")
+                    else:
+                        response = client.post("/users", json={"email": f"t{number}.{n}@example.com", "name": "T"})
+                except httpx.TransportError:
+                    self.answers.append((time.monotonic(), 0, False))
+                else:
+                    self.answers.append((time.monotonic(), response.status_code, "retry-after" in response.headers))
+                    if response.status_code == 201:
+                        self.acknowledged.append(response.json())
+                n += 1
+                time.sleep(0.005)
 
     def stop(self) -> None:
+        """Let every thread finish its request and end; raises what one of them raised."""
         self.stopping.set()
         for future in self.futures:
             future.result(timeout=30)
         self.pool.shutdown()
+
+    def __enter__(self) -> "Traffic":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @pytest.fixture
@@ -276,18 +294,17 @@ def test_after_kill_9_the_next_start_serves_every_acknowledged_user(
     first = Service(scratch_pgdata, port=port, WORKERS=str(workers))
     started.append(first)
     its_workers = children(first.process.pid) if workers > 1 else []
-    writers = Writers(first.url)
-    time.sleep(1)
-    if killed == "the API":
-        first.process.kill()
-        first.wait()
-    else:
-        postmaster = postmaster_pid(scratch_pgdata)
-        assert postmaster is not None
-        os.kill(postmaster, signal.SIGKILL)
-        time.sleep(0.5)
-    stopped = wait_until(lambda: not any(alive(pid) for pid in its_workers), 10)
-    writers.stop()
+    with Traffic(first.url) as writers:  # what was acknowledged is what counts: no answer is no promise
+        time.sleep(1)
+        if killed == "the API":
+            first.process.kill()
+            first.wait()
+        else:
+            postmaster = postmaster_pid(scratch_pgdata)
+            assert postmaster is not None
+            os.kill(postmaster, signal.SIGKILL)
+            time.sleep(0.5)
+        stopped = wait_until(lambda: not any(alive(pid) for pid in its_workers), 10)
     for pid in its_workers:  # so that a failure leaves nothing running
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -303,48 +320,20 @@ def test_after_kill_9_the_next_start_serves_every_acknowledged_user(
     assert writers.acknowledged and stored == writers.acknowledged, "every user acknowledged with a 201 is there"
 
 
-class Timeline:
-    """Threads reading and writing through the API until stopped: when each answer came, and what it was."""
-
-    def __init__(self, url: str, user_id: int, threads: int = 4) -> None:
-        self.answers: list[tuple[float, int, bool]] = []  # (time, status, has Retry-After)
-        self.stopping = threading.Event()
-        self.pool = ThreadPoolExecutor(threads)
-        self.futures = [self.pool.submit(self.run, url, user_id, number) for number in range(threads)]
-
-    def run(self, url: str, user_id: int, number: int) -> None:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            n = 0
-            while not self.stopping.is_set():
-                if n % 2:
-                    response = client.post("/users", json={"email": f"t{number}.{n}@example.com", "name": "T"})
-                else:
-                    response = client.get(f"/users/{user_id}")
-                self.answers.append((time.monotonic(), response.status_code, "retry-after" in response.headers))
-                n += 1
-                time.sleep(0.005)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for future in self.futures:
-            future.result(timeout=30)
-        self.pool.shutdown()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["stopped", "killed"])
 def test_while_postgresql_is_down_only_503s_with_retry_after_and_2xx_within_1s_of_its_return(
     scratch_pgdata: Path, how: str
 ) -> None:
     port = find_available_port()
-    api: ServedAPI | None = None
-    try:
+    with ExitStack() as running:  # on the way out, however the test ends: the traffic, then the API
         with EmbeddedCluster(scratch_pgdata, port, durable=False) as server:
             databases = server.service()
             migrator.apply(databases.owner_url, migrator.role_of(databases.app_url))
             api = ServedAPI({"DATABASE_URL": databases.app_url, "MIGRATE_ON_SERVE": "false"}, scratch_pgdata.parent)
+            running.callback(api.stop, signal.SIGTERM)
             user = api.client.post("/users", json={"email": "down@example.com", "name": "Down"}).json()
-            timeline = Timeline(api.url, user["id"])
+            timeline = running.enter_context(Traffic(api.url, read_id=user["id"]))
             time.sleep(0.5)
             if how == "killed":
                 postmaster = server.postmaster_pid()
@@ -357,9 +346,6 @@ def test_while_postgresql_is_down_only_503s_with_retry_after_and_2xx_within_1s_o
             time.sleep(1.5)
             timeline.stop()
             api_still_serving = api.process.poll() is None
-    finally:
-        if api is not None:
-            api.stop(signal.SIGTERM)
 
     statuses = Counter(status for _, status, _ in timeline.answers)
     assert statuses[503] > 0, "the outage was seen"
