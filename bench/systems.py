@@ -29,6 +29,7 @@ class System:
     command: list[str]
     env: dict[str, str]
     port: int
+    cwd: Path = ROOT  # another checkout (a `git worktree` of an older commit) runs its own code
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -44,7 +45,7 @@ class System:
         log = (log_dir / f"{self.name}.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - our own commands
             self.command,
-            cwd=ROOT,
+            cwd=self.cwd,
             env=os.environ | self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,8 +10,6 @@ client error). Everything runs on 127.0.0.1 and is stopped, by pid, at the end.
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +20,7 @@ import httpx
 import psycopg
 
 from api.ops.cluster import SUPERUSER, find_available_port
+from bench.systems import ROOT, System
 
 SECONDS = 20
 RATE = 150  # requests per second
@@ -58,36 +57,25 @@ async def load(url: str, user_id: int, superuser_url: str) -> Counter[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    checkout = Path(args[0] if args else Path(__file__).resolve().parent.parent)
+    os.environ.pop("DATABASE_URL", None)  # the server is an embedded one of its own
     scratch = Path(tempfile.mkdtemp(prefix="users-api-terminate-"))
     scratch.chmod(0o755)  # as root, the server's own user must reach the data folder
     port, pgport = find_available_port(), find_available_port()
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"} | {
-        "EMBEDDED_PGDATA": str(scratch / "pgdata"), "EMBEDDED_PGPORT": str(pgport), "PORT": str(port),
-        "LOG_LEVEL": "warning",
-    }  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with (scratch / "serve.log").open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve"], cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.5)
-            user = httpx.post(f"{url}/users", json={"email": "terminate@example.com", "name": "T"}).json()
-            password = (scratch / "pgdata" / "password").read_text().strip()
-            superuser_url = f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{pgport}/postgres"
-            answers = asyncio.run(load(url, user["id"], superuser_url))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+    env = {"EMBEDDED_PGDATA": str(scratch / "pgdata"), "EMBEDDED_PGPORT": str(pgport), "PORT": str(port)}
+    server = System(
+        "users-api", [sys.executable, "-m", "api", "serve"], env | {"LOG_LEVEL": "warning"}, port,
+        cwd=Path(args[0]).resolve() if args else ROOT,
+    )  # fmt: skip
+    server.start(scratch)
+    try:
+        user = httpx.post(f"{server.url}/users", json={"email": "terminate@example.com", "name": "T"}).json()
+        password = (scratch / "pgdata" / "password").read_text().strip()
+        superuser_url = f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{pgport}/postgres"
+        answers = asyncio.run(load(server.url, user["id"], superuser_url))
+    finally:
+        server.stop()
     shutil.rmtree(scratch, ignore_errors=True)
-    print(f"{checkout}: {dict(sorted(answers.items()))}")
+    print(f"{server.cwd}: {dict(sorted(answers.items()))}")
     return 0
 
 
