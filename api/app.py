@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, the pool's lifespan, error handling and the body limit."""
+"""The FastAPI application: routes, the pool's lifespan, error handling, the body limit, what operators see."""
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -6,10 +6,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api import tracing
 from api.db import State, lifespan
 from api.limits import BodyLimitMiddleware
+from api.metrics import pool_sampled
+from api.observe import ObserveRequests
 from api.problems import PROBLEM_JSON, install_problem_handlers
-from api.routes import health, users
+from api.routes import health, metrics, users
 from api.settings import Settings
 from api.worker import stops_with_its_parent
 
@@ -17,35 +20,43 @@ from api.worker import stops_with_its_parent
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; uvicorn calls this as a factory in every worker."""
     settings = settings or Settings()
+    exported = tracing.exported()
     app = FastAPI(
         title="users-api",
         version="0.1.0",
         summary="A users resource on PostgreSQL, in raw SQL.",
-        lifespan=_serving(settings),
+        lifespan=_serving(settings, exported),
         # operationId = the route function's name (create_user, get_user, ...): what generated clients call
         # their methods, rather than FastAPI's default of name, path and method run together.
         generate_unique_id_function=lambda route: route.name,
-        # FastAPI's native OpenTelemetry looks for a configured provider on every request, 5% of a
-        # get-one's instructions (bench/levers.md); users-api exports no telemetry yet, so it is off.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's native OpenTelemetry: on for the signals OTEL_* exports, off otherwise (looking for a
+        # provider on every request is 5% of a get-one's instructions, bench/levers.md).
+        telemetry=tracing.telemetry_config(exported),
     )
     users.routes.add_to(app)
     health.routes.add_to(app)
+    if settings.metrics:
+        metrics.routes.add_to(app)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ObserveRequests, metered=settings.metrics, traced="TRACES" in exported)
     install_problem_handlers(app)
     _document_problems_as_problem_json(app)
     return app
 
 
-def _serving(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
     """The lifespan: the pool while the app serves, in a worker that stops when its parent is gone."""
     pool = lifespan(settings)
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[State]:
-        with stops_with_its_parent():
+        with stops_with_its_parent(), tracing.sql_spans(exported):
             async with pool(app) as state:
-                yield state
+                if not settings.metrics:
+                    yield state
+                    return
+                async with pool_sampled(state["database"]):
+                    yield state
 
     return serving
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, FastAPI, Request
 
+from api import metrics
 from api.problems import Unavailable
 from api.settings import Settings
 
@@ -23,9 +25,9 @@ else:  # the stubs make it generic; the class is not subscriptable at run time
     Connection = PoolConnectionProxy
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Database:
-    """The pool, the queue in front of it, and how long requests wait."""
+    """The pool, the queue in front of it, how long requests wait, and how many wait now."""
 
     pool: "asyncpg.Pool[asyncpg.Record]"
     acquire_timeout: float
@@ -35,6 +37,8 @@ class Database:
     # under load the unlucky few waited 8x the median (bench/levers.md). asyncio.Semaphore hands a
     # freed slot to the longest waiter. One slot per pooled connection.
     queue: asyncio.Semaphore
+    metered: bool = True  # METRICS: each wait goes to db_client_connection_wait_time_seconds
+    waiting: int = 0  # requests in the queue now: db_client_connection_pending_requests
 
     def connection(self) -> "Lease":
         """`async with db.connection() as conn:` one pooled connection for the block; 503 if none frees up."""
@@ -97,14 +101,20 @@ class Lease:
 
     async def __aenter__(self) -> "Connection":
         db = self.db
-        try:
-            if db.queue.locked():  # the timer only when there is a wait
+        started = time.perf_counter()
+        if db.queue.locked():  # the timer only when there is a wait
+            db.waiting += 1
+            try:
                 async with asyncio.timeout(db.acquire_timeout):
                     await db.queue.acquire()
-            else:
-                await db.queue.acquire()
-        except TimeoutError:
-            raise Unavailable(BUSY) from None
+            except TimeoutError:
+                if db.metered:
+                    metrics.WAIT_TIME.observe(time.perf_counter() - started)
+                raise Unavailable(BUSY, "pool_timeout") from None
+            finally:
+                db.waiting -= 1
+        else:
+            await db.queue.acquire()
         try:
             # No timeout here: holding a slot of the queue means a connection is idle or may be
             # opened, and opening one is bounded by the pool's own connect timeout (open_pool).
@@ -112,6 +122,8 @@ class Lease:
         except BaseException:
             db.queue.release()
             raise
+        if db.metered:
+            metrics.WAIT_TIME.observe(time.perf_counter() - started)
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
@@ -185,7 +197,8 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         pool = await open_pool(settings)
         try:
             queue = asyncio.Semaphore(settings.pool_max_size)
-            yield {"database": Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue)}
+            database = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue, settings.metrics)
+            yield {"database": database}
         finally:
             await close_pool(pool, settings.pool_close_timeout)
 

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
+from api import metrics
 from api.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -47,11 +48,12 @@ def problem(
 
 
 class Unavailable(Exception):
-    """The database cannot serve this request now; the client may retry."""
+    """The database cannot serve this request now; the client may retry. `reason` labels the 503's metric."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, reason: str = "database_unreachable") -> None:
         super().__init__(detail)
         self.detail = detail
+        self.reason = reason
 
 
 # Signs that the database is down, unreachable or too slow, rather than that the request is wrong.
@@ -107,14 +109,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unavailable):
-        detail = exc.detail
+        detail, reason = exc.detail, exc.reason
     elif isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         # Not the database: this process could not open a socket to it.
         log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc.strerror)
-        detail = "the service cannot open a database connection now; retry shortly"
+        detail, reason = "the service cannot open a database connection now; retry shortly", "no_file_descriptor"
     else:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         detail = "the database is unavailable; retry shortly"
+        timed_out = isinstance(exc, TimeoutError | asyncpg.QueryCanceledError)
+        reason = "statement_timeout" if timed_out else "database_unreachable"
+    metrics.UNAVAILABLE.labels(reason).inc()
     return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 

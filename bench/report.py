@@ -13,7 +13,10 @@ from typing import Any
 from bench import wrk
 
 LEVERS = Path(__file__).parent / "levers.md"
-SYSTEMS = ["users-api", "users-api-2w", "raw-minimal", "orm", "http-ceiling", "db-asyncpg", "db-pgbench"]
+SYSTEMS = [
+    "users-api", "users-api-unobserved", "users-api-2w", "raw-minimal", "orm", "http-ceiling",
+    "db-asyncpg", "db-pgbench",
+]  # fmt: skip
 WORKLOADS = ["create", "get", "list_start", "list_deep", "mix"]
 PACKAGES = [
     "fastapi", "starlette", "pydantic", "pydantic-core", "uvicorn", "uvloop", "httptools", "asyncpg",
@@ -21,6 +24,7 @@ PACKAGES = [
 ]  # fmt: skip
 DESCRIPTIONS = {
     "users-api": "this service, `users-api serve`",
+    "users-api-unobserved": "the same without a log line per request or metrics (METRICS=false, LOG_LEVEL=warning)",
     "users-api-2w": "the same with `WORKERS=2`",
     "raw-minimal": "the least FastAPI app running the same sql/ files: pool in the lifespan, no dependency, queue, "
     "middleware or custom validator (bench/baselines/raw_minimal.py)",
@@ -91,6 +95,16 @@ def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | Non
         goal = workload in ("create", "get", "list_start")
         met = None if cpu is None or not goal else cpu <= 1.15
         rows.append((f"users-api API CPU / raw-minimal's, {workload}", cpu, "<= 1.15" if goal else "", met))
+    # What seeing inside costs: users-api as configured by default over the same with metrics and request lines off.
+    for workload in WORKLOADS:
+        seen = ratio(rps("users-api", workload), rps("users-api-unobserved", workload))
+        met = None if seen is None else seen >= 0.95
+        rows.append((f"users-api req/s / users-api-unobserved's, {workload}", seen, ">= 0.95", met))
+        cpu = ratio(
+            median_of(runs, "users-api", workload, "api_cpu_us"),
+            median_of(runs, "users-api-unobserved", workload, "api_cpu_us"),
+        )
+        rows.append((f"users-api API CPU / users-api-unobserved's, {workload}", cpu, "", None))
     for workload in WORKLOADS:
         two = ratio(rps("users-api-2w", workload), rps("users-api", workload))
         rows.append((f"users-api WORKERS=2 / WORKERS=1 req/s, {workload}", two, "", None))

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
 TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
+UNOBSERVED = "users-api-unobserved"  # METRICS=false, LOG_LEVEL=warning: what observability costs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
 
 # Fixed statements of the harness's own (not the service's): a fresh database for every run.
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         http = [
             api,
             systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
+            systems.users_api(db.url, find_available_port(), config.workers, name=UNOBSERVED, observed=False),
             systems.raw_minimal(db.url, find_available_port(), config.workers),
             systems.orm(db.url, find_available_port(), config.workers),
         ]

@@ -73,9 +73,15 @@ class System:
             self.process.wait()
 
 
-def users_api(database_url: str, port: int, workers: int, name: str = "users-api") -> System:
-    """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools)."""
-    env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "warning"}
+def users_api(database_url: str, port: int, workers: int, name: str = "users-api", *, observed: bool = True) -> System:
+    """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools), its defaults kept.
+
+    Observed, as by default: a log line per request (LOG_LEVEL=info) and Prometheus metrics. Not observed:
+    METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs.
+    """
+    env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers)}
+    if not observed:
+        env |= {"METRICS": "false", "LOG_LEVEL": "warning"}
     return System(name, [sys.executable, "-m", "api", "serve"], env, port)
 
 

@@ -20,7 +20,7 @@ SEED = 20261125
 # wrong-typed value it derives from the document, and the stateful phase follows the links.
 MAX_EXAMPLES = 400
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
-OPERATIONS = 7
+OPERATIONS = 8
 
 
 def schemathesis(url: str, report: Path) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,11 @@
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -17,6 +19,7 @@ from yoyo.exceptions import LockTimeout
 from api.ops import migrator
 from api.ops.cluster import Databases, cluster_for
 from api.ops.embedded import EmbeddedError
+from api.ops.logging_config import logging_config
 from api.ops.settings import ServiceSettings
 
 log = logging.getLogger("users_api")
@@ -44,9 +47,25 @@ def serve(settings: ServiceSettings) -> None:
         os.environ["DATABASE_URL"] = found.app_url  # what create_app() reads, in this process and in every worker
         signal.signal(signal.SIGTERM, _stopped_as_asked)
         try:
-            _run_uvicorn(settings)
+            with _metrics_folder():
+                _run_uvicorn(settings)
         finally:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+@contextmanager
+def _metrics_folder() -> Iterator[None]:
+    """A fresh, private PROMETHEUS_MULTIPROC_DIR while the server runs: each worker's figures go there.
+
+    Fresh at every start, as prometheus_client's multiprocess mode asks (figures of an earlier run would
+    be added to this one's), and removed at the end. Set before any worker imports prometheus_client.
+    """
+    with tempfile.TemporaryDirectory(prefix="users-api-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _run_uvicorn(settings: ServiceSettings) -> None:
@@ -59,6 +78,7 @@ def _run_uvicorn(settings: ServiceSettings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,
         proxy_headers=False,
     )
@@ -106,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
         print(f"users-api: invalid configuration: {problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(message)s", stream=sys.stderr)
+    if not logging.getLogger().handlers:  # as logging.basicConfig: a host that set up logging (pytest) keeps it
+        logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if args.command == "serve":

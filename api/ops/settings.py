@@ -1,6 +1,7 @@
 """What operations read besides the app's settings: where to listen, workers, migrations, the embedded server."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,6 +23,9 @@ class ServiceSettings(Settings):
     port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP server listens on.")
     workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
     log_level: str = Field(default="info", description="Log level of users-api and uvicorn.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or as one JSON object each."
+    )
     embedded_pgdata: Path = Field(
         default=Path(".pgdata"), description="Folder of the embedded server's data, log and password."
     )

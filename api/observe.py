@@ -1,0 +1,76 @@
+"""Each request seen from outside: its trace id in a response header and in its log lines, one log line
+when it ends, and its metrics.
+
+A pure ASGI middleware, the outermost of the app's own: it sees every answer the app gives, 413s and
+405s included. An error no handler answered is answered here, a 500, so that its log line and its
+response carry the request's trace id; Starlette's last-resort handler would answer outside it.
+"""
+
+import logging
+import time
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import metrics
+from api.logs import CURRENT, route_of
+from api.problems import problem
+from api.tracing import trace_ids
+
+log = logging.getLogger("users_api.requests")
+errors = logging.getLogger("users_api")
+
+# Probes and scrapes come every few seconds; their lines are debug, unless they fail.
+QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+
+
+class ObserveRequests:
+    """Trace id, request line and metrics for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, metered: bool = True, traced: bool = False) -> None:
+        self.app = app
+        self.metered = metered  # METRICS
+        self.traced = traced  # traces exported: the ids are those of FastAPI's server span
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ids = trace_ids(scope["headers"], self.traced)
+        status = 0
+
+        async def send_with_trace_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("traceresponse", ids.header.decode())
+            await send(message)
+
+        token = CURRENT.set((scope, ids.trace_id))
+        started = time.perf_counter()
+        if self.metered:
+            metrics.ACTIVE_REQUESTS.inc()
+        try:
+            await self.app(scope, receive, send_with_trace_id)
+        except Exception:
+            if status:  # the response has begun: nothing left to answer with
+                raise
+            errors.exception("unexpected error answering %s %s", scope["method"], route_of(scope) or scope["path"])
+            await problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_trace_id)
+        finally:
+            seconds = time.perf_counter() - started
+            if self.metered:
+                metrics.ACTIVE_REQUESTS.dec()
+            if status:  # 0: cancelled before any answer, so there is nothing to count or log
+                self._ended(scope, status, seconds)
+            CURRENT.reset(token)
+
+    def _ended(self, scope: Scope, status: int, seconds: float) -> None:
+        method, route = scope["method"], route_of(scope)
+        if self.metered:
+            metrics.observe_request(method, route, status, seconds)
+        level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
+        if log.isEnabledFor(level):
+            milliseconds = round(seconds * 1000, 2)
+            fields = {"method": method, "route": route, "status": status, "duration_ms": milliseconds}
+            log.log(level, "%s %s %d %.2fms", method, route or "-", status, milliseconds, extra=fields)

@@ -1,0 +1,121 @@
+"""Trace ids for every request; OpenTelemetry export when the standard OTEL_* variables ask for it.
+
+With no OTLP endpoint set, nothing is exported and FastAPI's native telemetry stays off (it would look
+for a provider on every request). Each request still gets a W3C trace id: the incoming `traceparent`'s,
+or a new one, so a client, the logs and a proxy's traces can name the same request.
+"""
+
+import os
+import random
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+SIGNALS = {"TRACES": "tracing", "METRICS": "metrics", "LOGS": "logs"}
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def exported(environ: Mapping[str, str] = os.environ) -> set[str]:
+    """The signals OTEL_* sends somewhere: an OTLP endpoint is set for them and their exporter is not `none`.
+
+    The rule FastAPI's auto-configuration applies (fastapi/telemetry/_runtime.py), decided once at startup.
+    """
+    if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return set()
+    return {
+        signal
+        for signal in SIGNALS
+        if (environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        and environ.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower() != "none"
+    }
+
+
+def telemetry_config(signals: set[str]) -> TelemetryConfig:
+    """FastAPI's native telemetry: on for the exported signals, with OTLP exporters built from OTEL_*."""
+    if not signals:
+        return TELEMETRY_OFF
+    config: TelemetryConfig = {"auto_configure": True}
+    for signal, key in SIGNALS.items():
+        config[key] = signal in signals  # type: ignore[literal-required]
+    return config
+
+
+@contextmanager
+def sql_spans(signals: set[str]) -> Iterator[None]:
+    """While the block runs, a span for every statement asyncpg sends, in the request's trace.
+
+    Only when traces are exported: opentelemetry-instrumentation-asyncpg wraps asyncpg's methods, and
+    the wrapper costs a regex and a context switch per statement even with nothing recording.
+    """
+    provider = trace.get_tracer_provider()  # FastAPI set it up from OTEL_* before the lifespan started
+    if "TRACES" not in signals or not isinstance(provider, TracerProvider):
+        yield
+        return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    provider.add_span_processor(NamedAfterQueryFile())
+    instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call]  # values could be emails: never recorded
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()
+
+
+_QUERY_FILE = re.compile(r"--\s*(\w+):")
+
+
+class NamedAfterQueryFile(SpanProcessor):
+    """Names a statement's span after its sql/ file (`get_user`), from the header the file starts with.
+
+    The instrumentation names a span after the statement's first word once a leading /* */ comment is
+    removed; every file here starts with `-- name: what it does`, so every span would be called `--`.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        statement = (span.attributes or {}).get("db.statement") or (span.attributes or {}).get("db.query.text")
+        if span.name == "--" and isinstance(statement, str) and (found := _QUERY_FILE.match(statement)):
+            span.update_name(found.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class TraceIds:
+    """A request's place in a trace, as the response's `traceresponse` header and the logs give it."""
+
+    trace_id: str  # 32 lower-case hex digits
+    span_id: str  # 16
+    sampled: bool  # recorded and exported by this service
+
+    @property
+    def header(self) -> bytes:
+        """The W3C Trace Context response header's value: version, trace id, this request's span id, flags."""
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}".encode()
+
+
+def trace_ids(headers: list[tuple[bytes, bytes]], traced: bool) -> TraceIds:
+    """This request's ids: its server span's when traces are exported, else from `traceparent`, else new."""
+    if traced:  # FastAPI's server span, started from the incoming traceparent, is current here
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            return TraceIds(f"{context.trace_id:032x}", f"{context.span_id:016x}", context.trace_flags.sampled)
+    for name, value in headers:
+        if name == b"traceparent":
+            parent = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": value.decode("latin-1")}))
+            context = parent.get_span_context()
+            if context.is_valid:  # a malformed header starts a new trace, as W3C Trace Context asks
+                return TraceIds(f"{context.trace_id:032x}", _new_id(64, 16), False)
+            break
+    return TraceIds(_new_id(128, 32), _new_id(64, 16), False)
+
+
+def _new_id(bits: int, digits: int) -> str:
+    # Random, not secret: the ids OpenTelemetry's SDK makes come from the same generator. Zero is invalid.
+    return f"{random.getrandbits(bits) or 1:0{digits}x}"
