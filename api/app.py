@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from api import tracing
 from api.db import State, lifespan
 from api.limits import BodyLimitMiddleware
-from api.metrics import pool_sampled
+from api.metrics import published
 from api.observe import ObserveRequests
 from api.problems import PROBLEM_JSON, install_problem_handlers
 from api.routes import health, metrics, users
@@ -55,7 +55,7 @@ def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], Abst
                 if not settings.metrics:
                     yield state
                     return
-                async with pool_sampled(state["database"]):
+                async with published(state["database"]):
                     yield state
 
     return serving

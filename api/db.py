@@ -109,7 +109,7 @@ class Lease:
                     await db.queue.acquire()
             except TimeoutError:
                 if db.metered:
-                    metrics.WAIT_TIME.observe(time.perf_counter() - started)
+                    metrics.TALLY.wait(time.perf_counter() - started)
                 raise Unavailable(BUSY, "pool_timeout") from None
             finally:
                 db.waiting -= 1
@@ -123,7 +123,7 @@ class Lease:
             db.queue.release()
             raise
         if db.metered:
-            metrics.WAIT_TIME.observe(time.perf_counter() - started)
+            metrics.TALLY.wait(time.perf_counter() - started)
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:

@@ -9,6 +9,7 @@ mode, chosen when prometheus_client is first imported).
 
 import asyncio
 import os
+from bisect import bisect_left
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -21,17 +22,20 @@ if TYPE_CHECKING:
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-POOL_SAMPLE_SECONDS = 1.0
+PUBLISH_SECONDS = 1.0
 
 # Not prometheus_client's global registry: tests build many apps in one process, and a registry of
 # our own keeps the exposition to the metrics below.
 REGISTRY = CollectorRegistry()
 
+REQUEST_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)  # FastAPI's own
+WAIT_BOUNDS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
 REQUEST_DURATION = Histogram(
     "http_server_request_duration_seconds",
     "Time from a request's arrival to its response's last byte; _count is the number of requests.",
     ["http_request_method", "http_route", "http_response_status_code"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10),  # FastAPI's own
+    buckets=REQUEST_BOUNDS,
     registry=REGISTRY,
 )
 ACTIVE_REQUESTS = Gauge(
@@ -62,7 +66,7 @@ PENDING_REQUESTS = Gauge(
 WAIT_TIME = Histogram(
     "db_client_connection_wait_time_seconds",
     "Time a request waited for a pooled connection; over POOL_ACQUIRE_TIMEOUT it got a 503 instead.",
-    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=WAIT_BOUNDS,
     registry=REGISTRY,
 )
 UNAVAILABLE_REASONS = ("pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor")
@@ -75,16 +79,79 @@ UNAVAILABLE = Counter(
 for _reason in UNAVAILABLE_REASONS:  # at 0 from the start: an alert on their rate needs the series to exist
     UNAVAILABLE.labels(_reason)
 
-_durations: dict[tuple[str, str, int], Histogram] = {}
+
+class Tally:
+    """This worker's requests and connection waits since they were last published, in plain numbers.
+
+    prometheus_client's `observe()` takes a lock and, in multiprocess mode, writes a file for the sum
+    and again for the bucket: with the in-flight gauge, a tenth of a get-one's instructions
+    (bench/levers.md). Counting here costs a dict lookup and two additions; `publish()` adds the
+    counts to the metrics once a second, and before every scrape.
+    """
+
+    __slots__ = ("active", "requests", "waits")
+
+    def __init__(self) -> None:
+        self.active = 0
+        # Per (method, route, status): a count per bucket (+Inf last), then the sum of the seconds.
+        self.requests: dict[tuple[str, str, int], list[float]] = {}
+        self.waits = _row(WAIT_BOUNDS)
+
+    def request(self, method: str, route: str, status: int, seconds: float) -> None:
+        row = self.requests.get((method, route, status))
+        if row is None:
+            row = self.requests[method, route, status] = _row(REQUEST_BOUNDS)
+        row[bisect_left(REQUEST_BOUNDS, seconds)] += 1  # the first bucket whose bound is >= seconds
+        row[-1] += seconds
+
+    def wait(self, seconds: float) -> None:
+        row = self.waits
+        row[bisect_left(WAIT_BOUNDS, seconds)] += 1
+        row[-1] += seconds
 
 
-def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    """Count one answered request; the children are cached: `labels()` costs a lock and a tuple each call."""
-    key = (method, route, status)
-    child = _durations.get(key)
-    if child is None:
-        child = _durations[key] = REQUEST_DURATION.labels(method, route, str(status))
-    child.observe(seconds)
+def _row(bounds: tuple[float, ...]) -> list[float]:
+    return [0.0] * (len(bounds) + 2)  # the buckets, +Inf, the sum
+
+
+TALLY = Tally()
+_children: dict[tuple[str, str, int], Histogram] = {}
+
+
+def publish(db: "Database | None" = None) -> None:
+    """Add what the tally counted to the metrics, and sample the in-flight requests and the pool."""
+    for key, row in TALLY.requests.items():
+        if any(row):
+            child = _children.get(key)
+            if child is None:
+                method, route, status = key
+                child = _children[key] = REQUEST_DURATION.labels(method, route, str(status))
+            _add(child, row)
+    _add(WAIT_TIME, TALLY.waits)
+    ACTIVE_REQUESTS.set(TALLY.active)
+    if db is not None:
+        size, idle = db.pool.get_size(), db.pool.get_idle_size()
+        CONNECTIONS.labels("idle").set(idle)
+        CONNECTIONS.labels("used").set(size - idle)
+        MAX_CONNECTIONS.set(db.pool.get_max_size())
+        PENDING_REQUESTS.set(db.waiting)
+
+
+def _add(histogram: Histogram, row: list[float]) -> None:
+    """Add a row of the tally to a histogram, and empty the row.
+
+    prometheus_client has no call to add many observations at once; its buckets and sum are written
+    here as `observe()` writes them, one increment per bucket rather than per observation
+    (tests/test_metrics.py fails if a new prometheus_client keeps them otherwise).
+    """
+    buckets = histogram._buckets
+    for index, count in enumerate(row[:-1]):
+        if count:
+            buckets[index].inc(count)
+            row[index] = 0.0
+    if row[-1]:
+        histogram._sum.inc(row[-1])
+        row[-1] = 0.0
 
 
 def exposition() -> bytes:
@@ -96,32 +163,24 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
-def sample_pool(db: "Database") -> None:
-    """This worker's pool, as the gauges show it."""
-    size, idle = db.pool.get_size(), db.pool.get_idle_size()
-    CONNECTIONS.labels("idle").set(idle)
-    CONNECTIONS.labels("used").set(size - idle)
-    MAX_CONNECTIONS.set(db.pool.get_max_size())
-    PENDING_REQUESTS.set(db.waiting)
-
-
 @asynccontextmanager
-async def pool_sampled(db: "Database") -> AsyncIterator[None]:
-    """While the block runs, the pool's gauges are refreshed every second; a worker's are removed as it stops.
+async def published(db: "Database") -> AsyncIterator[None]:
+    """While the block runs, the tally and the pool are published every second; once more as it ends.
 
-    Sampled rather than updated on every acquire and release: the gauges would cost two file writes per
-    request, and a scrape every 15 s reads one point of them anyway.
+    The gauges are sampled rather than updated on every acquire and release: that would cost two file
+    writes per request, and a scrape every 15 s reads one point of them anyway.
     """
 
-    async def sample_forever() -> None:
+    async def publish_forever() -> None:
         while True:
-            sample_pool(db)
-            await asyncio.sleep(POOL_SAMPLE_SECONDS)
+            publish(db)
+            await asyncio.sleep(PUBLISH_SECONDS)
 
-    sampler = asyncio.create_task(sample_forever())
+    publisher = asyncio.create_task(publish_forever())
     try:
         yield
     finally:
-        sampler.cancel()
+        publisher.cancel()
+        publish()
         if MULTIPROCESS:  # the live gauges of a stopped worker no longer count
             prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

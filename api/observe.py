@@ -9,15 +9,15 @@ response carry the request's trace id; Starlette's last-resort handler would ans
 import logging
 import time
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import metrics
-from api.logs import CURRENT, route_of
+from api import logs
+from api.logs import CURRENT, REQUEST_LOGGER, route_of
+from api.metrics import TALLY
 from api.problems import problem
-from api.tracing import trace_ids
+from api.tracing import trace_id_of, traceresponse
 
-log = logging.getLogger("users_api.requests")
+log = logging.getLogger(REQUEST_LOGGER)
 errors = logging.getLogger("users_api")
 
 # Probes and scrapes come every few seconds; their lines are debug, unless they fail.
@@ -36,41 +36,47 @@ class ObserveRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ids = trace_ids(scope["headers"], self.traced)
+        header = traceresponse(scope["headers"], self.traced)
         status = 0
 
         async def send_with_trace_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("traceresponse", ids.header.decode())
+                message["headers"] = [*message.get("headers", ()), (b"traceresponse", header)]
             await send(message)
 
-        token = CURRENT.set((scope, ids.trace_id))
+        token = CURRENT.set((scope, header))
         started = time.perf_counter()
-        if self.metered:
-            metrics.ACTIVE_REQUESTS.inc()
+        TALLY.active += 1
         try:
             await self.app(scope, receive, send_with_trace_id)
         except Exception:
             if status:  # the response has begun: nothing left to answer with
                 raise
-            errors.exception("unexpected error answering %s %s", scope["method"], route_of(scope) or scope["path"])
+            errors.exception("unexpected error answering %s %s", scope["method"], route_of(scope) or "-")
             await problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_trace_id)
         finally:
-            seconds = time.perf_counter() - started
-            if self.metered:
-                metrics.ACTIVE_REQUESTS.dec()
+            TALLY.active -= 1
             if status:  # 0: cancelled before any answer, so there is nothing to count or log
-                self._ended(scope, status, seconds)
+                self._ended(scope, status, time.perf_counter() - started, header)
             CURRENT.reset(token)
 
-    def _ended(self, scope: Scope, status: int, seconds: float) -> None:
+    def _ended(self, scope: Scope, status: int, seconds: float, header: bytes) -> None:
         method, route = scope["method"], route_of(scope)
         if self.metered:
-            metrics.observe_request(method, route, status, seconds)
+            TALLY.request(method, route, status, seconds)
         level = logging.DEBUG if route in QUIET_ROUTES and status < 500 else logging.INFO
-        if log.isEnabledFor(level):
-            milliseconds = round(seconds * 1000, 2)
-            fields = {"method": method, "route": route, "status": status, "duration_ms": milliseconds}
-            log.log(level, "%s %s %d %.2fms", method, route or "-", status, milliseconds, extra=fields)
+        if not log.isEnabledFor(level):
+            return
+        milliseconds = round(seconds * 1000, 2)
+        fields = (method, route, status, milliseconds, trace_id_of(header))
+        handler = logs.request_lines
+        if handler is not None:
+            handler.write_request(level, fields)
+            return
+        # Logging set up by a host (tests, an embedding app): a record, as any other line.
+        line = f"{method} {route or '-'} {status} {milliseconds:.2f}ms"
+        record = logging.LogRecord(log.name, level, __file__, 0, line, None, None)
+        record.__dict__.update(zip(("method", "route", "status", "duration_ms", "trace_id"), fields, strict=True))
+        log.handle(record)

@@ -10,7 +10,6 @@ import random
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace
@@ -86,36 +85,31 @@ class NamedAfterQueryFile(SpanProcessor):
             span.update_name(found.group(1))
 
 
-@dataclass(frozen=True, slots=True)
-class TraceIds:
-    """A request's place in a trace, as the response's `traceresponse` header and the logs give it."""
+def traceresponse(headers: list[tuple[bytes, bytes]], traced: bool) -> bytes:
+    """This request's W3C `traceresponse`: version, trace id, span id, flags (sampled: recorded here).
 
-    trace_id: str  # 32 lower-case hex digits
-    span_id: str  # 16
-    sampled: bool  # recorded and exported by this service
-
-    @property
-    def header(self) -> bytes:
-        """The W3C Trace Context response header's value: version, trace id, this request's span id, flags."""
-        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}".encode()
-
-
-def trace_ids(headers: list[tuple[bytes, bytes]], traced: bool) -> TraceIds:
-    """This request's ids: its server span's when traces are exported, else from `traceparent`, else new."""
+    Its server span's ids when traces are exported; else the incoming `traceparent`'s trace id, or a
+    new one, with a new span id. Bytes, as the response header and the logs (`trace_id_of`) need them.
+    """
     if traced:  # FastAPI's server span, started from the incoming traceparent, is current here
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
-            return TraceIds(f"{context.trace_id:032x}", f"{context.span_id:016x}", context.trace_flags.sampled)
+            return b"00-%032x-%016x-%02x" % (context.trace_id, context.span_id, context.trace_flags)
     for name, value in headers:
         if name == b"traceparent":
             parent = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": value.decode("latin-1")}))
             context = parent.get_span_context()
             if context.is_valid:  # a malformed header starts a new trace, as W3C Trace Context asks
-                return TraceIds(f"{context.trace_id:032x}", _new_id(64, 16), False)
+                return b"00-%032x-%016x-00" % (context.trace_id, _new_id(64))
             break
-    return TraceIds(_new_id(128, 32), _new_id(64, 16), False)
+    return b"00-%032x-%016x-00" % (_new_id(128), _new_id(64))
 
 
-def _new_id(bits: int, digits: int) -> str:
-    # Random, not secret: the ids OpenTelemetry's SDK makes come from the same generator. Zero is invalid.
-    return f"{random.getrandbits(bits) or 1:0{digits}x}"
+def trace_id_of(traceresponse: bytes) -> str:
+    """The 32 hex digits of the trace id."""
+    return traceresponse[3:35].decode()
+
+
+def _new_id(bits: int) -> int:
+    # Random, not secret: OpenTelemetry's SDK draws its ids from the same generator. Zero is invalid.
+    return random.getrandbits(bits) or 1

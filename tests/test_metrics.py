@@ -1,6 +1,7 @@
 """GET /metrics: requests by route and status, the pool, its waits and the 503s, in Prometheus's format."""
 
 import signal
+import time
 from pathlib import Path
 
 import anyio
@@ -9,6 +10,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import PUBLISH_SECONDS
 from tests.helpers import ClientFactory, ServedAPI, assert_problem, create, openapi_document, pool_kept_busy
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +52,8 @@ async def test_requests_are_counted_by_method_route_template_and_status(client: 
 
     assert grew(requests("POST", "/users", 201)) == 1
     assert grew(requests("GET", "/users/{user_id}", 200)) == 3
+    seconds = ("http_server_request_duration_seconds_sum", requests("GET", "/users/{user_id}", 200)[1])
+    assert 0 < grew(seconds) < 3 * 5, "three durations added up"
     assert grew(requests("GET", "/users/{user_id}", 404)) == 1
     assert grew(requests("GET", "", 404)) == 1, "an unmatched path counts under an empty route, not its own"
     assert not any(f"/users/{user['id']}" in str(labels) for _, labels in after)
@@ -105,6 +109,8 @@ def test_one_scrape_shows_every_worker(database_url: str, tmp_path: Path) -> Non
     try:
         for _ in range(40):  # a connection each, which the kernel hands to either worker
             httpx.get(f"{api.url}/users/1", headers={"connection": "close"})
+        # The worker that answers a scrape publishes its own figures then; the other's are a second old at most.
+        time.sleep(PUBLISH_SECONDS + 0.5)
         scraped = api.client.get("/metrics").text
     finally:
         assert api.stop(signal.SIGTERM) == 0
@@ -116,10 +122,3 @@ def test_one_scrape_shows_every_worker(database_url: str, tmp_path: Path) -> Non
 
     assert samples[sample("db_client_connection_max")] == 2 * 3, "both workers' pools"
     assert samples[requests("GET", "/users/{user_id}", 404)] == 40
-
-
-async def test_every_503_reason_is_shown_from_the_start(client: httpx.AsyncClient) -> None:
-    scraped = await scrape(client)
-
-    reasons = {dict(labels)["reason"] for name, labels in scraped if name == "users_api_unavailable_responses_total"}
-    assert reasons == {"pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor"}

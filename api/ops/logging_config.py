@@ -13,7 +13,7 @@ def logging_config(level: str, log_format: Literal["text", "json"]) -> dict[str,
     formatter: dict[str, Any] = {"()": "api.logs.TextFormatter"}
     if log_format == "json":
         formatter = {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "api.logs.JsonLines",
             "fmt": "{levelname}{name}{message}",
             "style": "{",
             "rename_fields": {"levelname": "level", "name": "logger"},
@@ -22,12 +22,11 @@ def logging_config(level: str, log_format: Literal["text", "json"]) -> dict[str,
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request": {"()": "api.logs.RequestContext"}},
+        "filters": {"request": {"()": "api.logs.request_context"}},
         "formatters": {"default": formatter},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "()": "api.logs.TickFlushedHandler",
                 "formatter": "default",
                 "filters": ["request"],
             }

@@ -20,5 +20,5 @@ class PrometheusText(Response):
 )
 async def prometheus_metrics(db: Db) -> PrometheusText:
     """Requests, the pool and 503s of every worker, in Prometheus's text format."""
-    metrics.sample_pool(db)  # this worker's figures as of now; the others' are at most a second old
+    metrics.publish(db)  # this worker's figures as of now; the others' are at most a second old
     return PrometheusText(metrics.exposition())
