@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ObserveRequests, metered=settings.metrics, traced="TRACES" in exported)
     install_problem_handlers(app)
-    _document_problems_as_problem_json(app)
+    _document_responses(app)
     return app
 
 
@@ -61,8 +61,17 @@ def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], Abst
     return serving
 
 
-def _document_problems_as_problem_json(app: FastAPI) -> None:
-    """Error responses are documented under application/problem+json, the media type they are sent with."""
+TRACERESPONSE_HEADER = {
+    "traceresponse": {
+        "description": "W3C Trace Context: version, this request's trace id (the incoming traceparent's, or new), "
+        "span id and flags. Its trace id names the request in the service's logs.",
+        "schema": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$"},
+    }
+}
+
+
+def _document_responses(app: FastAPI) -> None:
+    """Every response documented with the `traceresponse` it carries; errors under application/problem+json."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -71,6 +80,7 @@ def _document_problems_as_problem_json(app: FastAPI) -> None:
             for path in schema["paths"].values():
                 for operation in path.values():
                     for code, response in operation.get("responses", {}).items():
+                        response["headers"] = response.get("headers", {}) | TRACERESPONSE_HEADER
                         content = response.get("content", {})
                         if code[0] in "45" and "application/json" in content:
                             content[PROBLEM_JSON] = content.pop("application/json")

@@ -10,10 +10,12 @@ PostgreSQL's work is not counted (another process). Writes bench/results/icount-
 import argparse
 import asyncio
 import json
+import logging.config
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ import uvloop
 
 from api.app import create_app
 from api.db import Database, keep_session
+from api.ops.logging_config import logging_config
 from api.settings import Settings
 from bench import levers, tools
 from bench import run as bench
@@ -47,6 +50,8 @@ COSTS = [
     ("the id's checks: digits only, 1 to 2^63-1 (get one)", ("service", "get"), ("checked", "get")),
     ("the pool injected with `Depends`, as the mission asks (get one)", ("no depends", "get"), ("service", "get")),
     ("the body limit's middleware (get one)", ("service", "get"), ("limited", "get")),
+    ("observability as configured by default: a log line per request, metrics (get one)",
+     ("users-api-unobserved", "get"), ("users-api", "get")),
 ]  # fmt: skip
 WHOLE = ["get", "create", "list_start", "get_64"]
 WHOLE_JOBS = [(app, workload) for workload in WHOLE for app in ("users-api", "raw-minimal")]
@@ -57,11 +62,16 @@ async def child(app_name: str, request_name: str, count: int, url: str) -> None:
     """The measured process: build one app, then WARMUP + count requests of one kind."""
     tag = f"{app_name}.{os.getpid()}.{count}"
     async with AsyncExitStack() as stack:
-        if app_name in ("users-api", "raw-minimal"):
+        if app_name in ("users-api", "users-api-unobserved", "raw-minimal"):
             os.environ["DATABASE_URL"] = url  # raw-minimal's lifespan reads it
             # Waits are 50 times longer under valgrind: a timeout would answer 503 where none is under test.
-            settings = Settings(_env_file=None, database_url=url, pool_acquire_timeout=600, command_timeout=600)
-            app = create_app(settings) if app_name == "users-api" else raw_minimal.app
+            observed = app_name == "users-api"  # as `users-api serve` runs it: its logging, metrics on
+            settings = Settings(
+                _env_file=None, database_url=url, pool_acquire_timeout=600, command_timeout=600, metrics=observed
+            )
+            if observed:
+                logging.config.dictConfig(logging_config("info", "text"))  # its lines go to the captured stderr
+            app = raw_minimal.app if app_name == "raw-minimal" else create_app(settings)
             lifespan: AbstractAsyncContextManager[Any] = app.router.lifespan_context(app)
             state = dict(await stack.enter_async_context(lifespan) or {})
         else:
@@ -95,11 +105,15 @@ async def child(app_name: str, request_name: str, count: int, url: str) -> None:
 def instructions(valgrind: str, app_name: str, request_name: str, url: str) -> float:
     """Instructions per request of `app_name` answering `request_name`."""
     counts = []
+    # As `users-api serve` sets it up: each worker's figures in files of a fresh folder.
+    metrics = (
+        {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="icount-metrics-")} if app_name == "users-api" else {}
+    )
     for count in (REQUESTS, 4 * REQUESTS):
         done = subprocess.run(  # noqa: S603 - valgrind running this module, arguments built here
             [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m", "bench.icount",
              "--child", app_name, request_name, str(count)],
-            capture_output=True, text=True, check=True, env=os.environ | {"ICOUNT_DATABASE_URL": url},
+            capture_output=True, text=True, check=True, env=os.environ | {"ICOUNT_DATABASE_URL": url} | metrics,
         )  # fmt: skip
         found = COLLECTED.search(done.stderr)
         assert found is not None, done.stderr[-2000:]

@@ -2,10 +2,12 @@
 
 import importlib
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -91,6 +93,24 @@ async def test_the_http_ceiling_serves_the_bodies_it_is_given(tmp_path: Path, mo
     assert (created.status_code, created.headers["location"], created.json()) == (201, "/users/7", user)
 
 
+@pytest.fixture
+def logging_kept() -> Iterator[None]:
+    """The test process's logging as it was, after code that sets up the service's own (icount's children)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved = {name: getattr(logging, name) for name in switches}
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, value in saved.items():
+        setattr(logging, name, value)
+
+
+@pytest.mark.usefixtures("logging_kept")
 async def test_the_instruction_counts_run_every_app_they_name(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

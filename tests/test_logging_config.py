@@ -30,3 +30,4 @@ def test_json_lines_from_every_worker_name_their_request(database_url: str, tmp_
     assert all(line["level"] == "INFO" and line["duration_ms"] > 0 and "timestamp" in line for line in requests)
     assert "logged@example.com" not in api.output and "Logged Person" not in api.output
     assert {line["logger"] for line in lines} >= {"uvicorn.error", "users_api.requests"}
+    assert not [line for line in lines if "color_message" in line], "uvicorn's coloured copy of a message"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from api.logs import RequestContext, TextFormatter
-from tests.helpers import ClientFactory, assert_problem, create
+from tests.helpers import ClientFactory, assert_problem, create, openapi_document
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +123,16 @@ def test_text_lines_name_the_request_they_are_about() -> None:
     assert TextFormatter().format(record) == (
         f"WARNING:  database unavailable: x (GET /users/{{user_id}}, trace_id={PARENT_TRACE})"
     )
+
+
+def test_the_openapi_document_lists_traceresponse_on_every_response() -> None:
+    responses = [
+        response
+        for path in openapi_document()["paths"].values()
+        for operation in path.values()
+        for response in operation["responses"].values()
+    ]
+
+    assert responses and all("traceresponse" in response["headers"] for response in responses)
+    pattern = responses[0]["headers"]["traceresponse"]["schema"]["pattern"]
+    assert re.fullmatch(pattern, f"00-{PARENT_TRACE}-{PARENT_SPAN}-01")

@@ -1,8 +1,11 @@
 """Errors of every kind leave as RFC 9457 problem details, with nothing internal in them."""
 
+import logging
+
 import httpx
 import pytest
 
+from api import problems
 from tests.helpers import ClientFactory, assert_problem
 
 pytestmark = pytest.mark.anyio
@@ -51,3 +54,23 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(client_fac
 
     assert assert_problem(response, 500)["title"] == "Internal Server Error"
     assert "secret" not in response.text and "SELECT" not in response.text and "Traceback" not in response.text
+
+
+async def test_an_outage_is_logged_once_a_second_not_once_a_request(
+    client_factory: ClientFactory, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(problems, "OUTAGE_LINES", problems.Throttle(seconds=60))
+
+    async def database_down() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async with client_factory(routes={"/down": database_down}) as client:
+        answers = [await client.get("/down") for _ in range(20)]
+        problems.OUTAGE_LINES.last -= 60  # a minute on
+        answers.append(await client.get("/down"))
+
+    assert {answer.status_code for answer in answers} == {503}
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert warnings[0] == "database unavailable: ConnectionRefusedError: [Errno 111] Connection refused"
+    assert warnings[1].endswith("(19 more since the last such line)")

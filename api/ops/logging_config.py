@@ -2,6 +2,8 @@
 
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 
 def logging_config(level: str, log_format: Literal["text", "json"]) -> dict[str, Any]:
     """A `logging.config.dictConfig`: one handler on stderr, for users-api's lines and uvicorn's alike.
@@ -18,6 +20,8 @@ def logging_config(level: str, log_format: Literal["text", "json"]) -> dict[str,
             "style": "{",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": True,
+            # uvicorn's records carry their message again with terminal colours: not for a JSON line.
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
         }
     return {
         "version": 1,
