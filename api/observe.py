@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import logs
 from api.logs import CURRENT, REQUEST_LOGGER, route_of
 from api.metrics import TALLY
-from api.problems import problem
+from api.problems import UNEXPECTED, problem
 from api.tracing import trace_id_of, traceresponse
 
 log = logging.getLogger(REQUEST_LOGGER)
@@ -55,7 +55,7 @@ class ObserveRequests:
             if status:  # the response has begun: nothing left to answer with
                 raise
             errors.exception("unexpected error answering %s %s", scope["method"], route_of(scope) or "-")
-            await problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_trace_id)
+            await problem(500, UNEXPECTED)(scope, receive, send_with_trace_id)
         finally:
             TALLY.active -= 1
             if status:  # 0: cancelled before any answer, so there is nothing to count or log
@@ -76,7 +76,6 @@ class ObserveRequests:
             handler.write_request(level, fields)
             return
         # Logging set up by a host (tests, an embedding app): a record, as any other line.
-        line = f"{method} {route or '-'} {status} {milliseconds:.2f}ms"
-        record = logging.LogRecord(log.name, level, __file__, 0, line, None, None)
-        record.__dict__.update(zip(("method", "route", "status", "duration_ms", "trace_id"), fields, strict=True))
+        record = logging.LogRecord(log.name, level, __file__, 0, logs.request_message(fields), None, None)
+        record.__dict__.update(zip(logs.REQUEST_FIELDS, fields, strict=True))
         log.handle(record)

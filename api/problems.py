@@ -161,9 +161,12 @@ async def _refused_by_database(request: Request, exc: Exception) -> Response:
     return problem(422, "a value was refused by the database; nothing was stored")
 
 
+UNEXPECTED = "an unexpected error occurred; it has been logged"
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Starlette re-raises after this answer, so the server logs the traceback; the client sees none of it.
-    return problem(500, "an unexpected error occurred; it has been logged")
+    return problem(500, UNEXPECTED)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

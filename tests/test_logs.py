@@ -22,7 +22,7 @@ def record_of(fields: RequestFields) -> logging.LogRecord:
     method, route, status, milliseconds, _ = fields
     record = logging.LogRecord("users_api.requests", logging.INFO, __file__, 0, "", None, None)
     record.msg = f"{method} {route} {status} {milliseconds:.2f}ms"
-    record.__dict__.update(zip(("method", "route", "status", "duration_ms", "trace_id"), fields, strict=True))
+    record.__dict__.update(zip(logs.REQUEST_FIELDS, fields, strict=True))
     return record
 
 
