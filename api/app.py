@@ -8,9 +8,8 @@ from fastapi import FastAPI
 
 from api import tracing
 from api.db import State, lifespan
-from api.limits import BodyLimitMiddleware
+from api.edge import Edge
 from api.metrics import published
-from api.observe import ObserveRequests
 from api.problems import PROBLEM_JSON, install_problem_handlers
 from api.routes import health, metrics, users
 from api.settings import Settings
@@ -37,8 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.routes.add_to(app)
     if settings.metrics:
         metrics.routes.add_to(app)
-    app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(ObserveRequests, metered=settings.metrics, traced="TRACES" in exported)
+    app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported)
     install_problem_handlers(app)
     _document_responses(app)
     return app

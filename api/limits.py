@@ -1,7 +1,13 @@
-"""Request body size limit: oversized bodies get a 413 before any route sees them."""
+"""Request body size limit: oversized bodies get a 413 before any route sees them.
+
+Checked by api/edge.py, in the one layer every request passes. Hand-written, not Starlette's
+RequestBodyLimitMiddleware (FastAPI's `max_body_size`): that one checks a declared length only when
+the route reads the body or starts its response, so an oversized DELETE would delete, and it answers
+in text/plain.
+"""
 
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope
 
 from api.problems import problem
 
@@ -13,48 +19,34 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body exceeds {limit} bytes")
 
 
-class BodyLimitMiddleware:
-    """Refuse a declared Content-Length over the limit up front, and a streamed body once it passes it.
+def refusal(content_length: bytes | None, max_bytes: int = MAX_BODY_BYTES) -> ASGIApp | None:
+    """The 413 for a declared Content-Length over the limit, answered before the route runs; else None.
 
-    Hand-written, not Starlette's RequestBodyLimitMiddleware (FastAPI's `max_body_size`): that one
-    checks a declared length only when the route reads the body or starts its response, so an
-    oversized DELETE would delete, and answers in text/plain.
+    Before the route, so an oversized DELETE or PATCH changes nothing.
     """
+    if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
+        return problem(413, str(BodyTooLarge(max_bytes).detail))
+    return None
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = chunked = None
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                declared = value
-            elif name == b"transfer-encoding":
-                chunked = value
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            # Refused before the route runs, so an oversized DELETE or PATCH changes nothing.
-            await problem(413, str(BodyTooLarge(self.max_bytes).detail))(scope, receive, send)
-            return
-        if chunked is None and scope.get("http_version") in ("1.0", "1.1"):
-            # HTTP/1 framing bounds the body: Content-Length bytes exactly, or none without either
-            # header (RFC 9112, 6.3), and the server reads no further. Nothing to count.
-            await self.app(scope, receive, send)
-            return
+def limited(
+    scope: Scope, transfer_encoding: bytes | None, receive: Receive, max_bytes: int = MAX_BODY_BYTES
+) -> Receive:
+    """`receive`, counting what a streamed body has sent so far once the framing does not bound it."""
+    if transfer_encoding is None and scope.get("http_version") in ("1.0", "1.1"):
+        # HTTP/1 framing bounds the body: Content-Length bytes exactly, or none without either
+        # header (RFC 9112, 6.3), and the server reads no further. Nothing to count.
+        return receive
+    received = 0
 
-        received = 0
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                # FastAPI re-raises HTTPException from body reading; the problem handler answers it.
+                raise BodyTooLarge(max_bytes)
+        return message
 
-        async def receive_within_limit() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # FastAPI re-raises HTTPException from body reading; the problem handler answers it.
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        await self.app(scope, receive_within_limit, send)
+    return receive_within_limit

@@ -6,7 +6,7 @@ import logging
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import Scope
@@ -95,20 +95,34 @@ def request_message(fields: RequestFields) -> str:
     return f"{method} {route or '-'} {status} {milliseconds:.2f}ms"
 
 
-class TickFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Lines to stderr, written out once per turn of the event loop rather than once per line.
+class Writable(Protocol):
+    def write(self, data: memoryview, /) -> int | None: ...
 
-    Under load a turn of the loop ends many requests: their lines leave in one write instead of one
-    system call each. Outside a running loop (start-up, the command line, exit), and for warnings and
-    errors, a line is written out at once; at most one turn's lines are lost to a `kill -9`.
+
+# POSIX's least PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with another
+# process's write to it. Workers share stderr's pipe; writes this size, ending on a line, never mix lines.
+PIPE_BUF = 512 * 8
+FLUSH_SECONDS = 0.1
+
+
+class BatchedLines(logging.Handler):
+    """Lines to stderr, held and written out together, at most FLUSH_SECONDS after the first of them.
+
+    A write per line is a system call per request, and Python's own buffer writes out when it is full,
+    mid-line, where another worker's lines can cut in. Here a write holds whole lines, at most PIPE_BUF
+    bytes of them. Warnings and errors leave at once, with the lines held before them, and so does a
+    line written outside a running event loop (start-up, the command line, exit); at most FLUSH_SECONDS
+    of info lines are lost to a `kill -9`.
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: Writable | None = None) -> None:
         global request_lines
-        if stream is None:  # a buffered stream of its own on stderr's descriptor: sys.stderr writes every line
-            stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, encoding="utf-8", closefd=False)  # noqa: SIM115
-        super().__init__(stream)
-        self.due = False
+        super().__init__()
+        # Unbuffered: this handler decides what each write holds.
+        self.stream: Writable = stream or open(sys.stderr.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
+        self.held: list[bytes] = []
+        self.size = 0
+        self.due = False  # a write-out is scheduled on the event loop
         request_lines = self
 
     def write_request(self, level: int, fields: RequestFields) -> None:
@@ -122,35 +136,63 @@ class TickFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         formatter = self.formatter
         if not isinstance(formatter, TextFormatter | JsonLines):
             raise TypeError(f"{type(formatter).__name__} cannot write a request's line")
-        self.stream.write(formatter.request_line(level, fields) + "\n")
-        self.flush()
+        with self.lock:  # type: ignore[union-attr]
+            self._hold(formatter.request_line(level, fields), urgent=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._hold(line, urgent=record.levelno >= logging.WARNING)  # handle() holds the lock
+
+    def flush(self) -> None:
+        """Write out every line held; logging.shutdown() calls it at exit."""
+        with self.lock:  # type: ignore[union-attr]
+            self._write_out()
 
     def close(self) -> None:
         global request_lines
         if request_lines is self:
             request_lines = None
+        self.flush()
         super().close()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)  # writes to the buffer, then calls flush()
-        if record.levelno >= logging.WARNING:
-            self.write_out()
-
-    def flush(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.write_out()
-            return
-        if not self.due:
+    def _hold(self, line: str, *, urgent: bool) -> None:
+        data = (line + "\n").encode("utf-8", "backslashreplace")
+        if self.size + len(data) > PIPE_BUF:
+            self._write_out()
+        self.held.append(data)
+        self.size += len(data)
+        if urgent:
+            self._write_out()
+        elif not self.due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._write_out()
+                return
             self.due = True
-            loop.call_soon(self.write_out)
+            loop.call_later(FLUSH_SECONDS, self._due)
 
-    def write_out(self) -> None:
+    def _due(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self.due = False
-            self.stream.flush()
+            self._write_out()
+
+    def _write_out(self) -> None:
+        if not self.held:
+            return
+        data = memoryview(b"".join(self.held))
+        self.held.clear()
+        self.size = 0
+        try:
+            while data:
+                data = data[self.stream.write(data) or 0 :]
+        except OSError:
+            pass  # stderr is gone: there is nowhere left to say so
 
 
 # The service's handler, once its logging is set up: requests' lines go straight to it.
-request_lines: TickFlushedHandler | None = None
+request_lines: BatchedLines | None = None

@@ -85,7 +85,7 @@ class NamedAfterQueryFile(SpanProcessor):
             span.update_name(found.group(1))
 
 
-def traceresponse(headers: list[tuple[bytes, bytes]], traced: bool) -> bytes:
+def traceresponse(traceparent: bytes | None, traced: bool) -> bytes:
     """This request's W3C `traceresponse`: version, trace id, span id, flags (sampled: recorded here).
 
     Its server span's ids when traces are exported; else the incoming `traceparent`'s trace id, or a
@@ -95,13 +95,11 @@ def traceresponse(headers: list[tuple[bytes, bytes]], traced: bool) -> bytes:
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             return b"00-%032x-%016x-%02x" % (context.trace_id, context.span_id, context.trace_flags)
-    for name, value in headers:
-        if name == b"traceparent":
-            parent = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": value.decode("latin-1")}))
-            context = parent.get_span_context()
-            if context.is_valid:  # a malformed header starts a new trace, as W3C Trace Context asks
-                return b"00-%032x-%016x-00" % (context.trace_id, _new_id(64))
-            break
+    if traceparent is not None:
+        parent = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": traceparent.decode("latin-1")}))
+        context = parent.get_span_context()
+        if context.is_valid:  # a malformed header starts a new trace, as W3C Trace Context asks
+            return b"00-%032x-%016x-00" % (context.trace_id, _new_id(64))
     return b"00-%032x-%016x-00" % (_new_id(128), _new_id(64))
 
 

@@ -49,7 +49,7 @@ COSTS = [
     ("the first-come-first-served queue in front of asyncpg's pool (get one)", ("unqueued", "get"), ("service", "get")),
     ("the id's checks: digits only, 1 to 2^63-1 (get one)", ("service", "get"), ("checked", "get")),
     ("the pool injected with `Depends`, as the mission asks (get one)", ("no depends", "get"), ("service", "get")),
-    ("the body limit's middleware (get one)", ("service", "get"), ("limited", "get")),
+    ("the edge's layer: the trace id and the body limit (get one)", ("service", "get"), ("edge", "get")),
     ("observability as configured by default: a log line per request, metrics (get one)",
      ("users-api-unobserved", "get"), ("users-api", "get")),
 ]  # fmt: skip

@@ -24,7 +24,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from api.app import create_app
 from api.db import Connection, Database, Db, Lease, keep_session
-from api.limits import BodyLimitMiddleware
+from api.edge import Edge
 from api.queries import SQL
 from api.routes.users import UserId
 from api.settings import Settings
@@ -138,12 +138,12 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
             return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
 
     off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    names = ("service", "yield", "included", "timed", "unqueued", "checked", "no depends", "limited")
+    names = ("service", "yield", "included", "timed", "unqueued", "checked", "no depends", "edge")
     apps = {name: FastAPI(telemetry=off) for name in names}
     apps["telemetry on"] = FastAPI()
-    for name in ("service", "telemetry on", "limited"):
+    for name in ("service", "telemetry on", "edge"):
         apps[name].add_api_route("/users/{user_id}", get_one)
-    apps["limited"].add_middleware(BodyLimitMiddleware)
+    apps["edge"].add_middleware(Edge, metered=False)  # its trace id and body limit; no line, no metrics
     apps["no depends"].add_api_route("/users/{user_id}", get_undepended)
     apps["yield"].add_api_route("/users/{user_id}", get_yielded)
     apps["timed"].add_api_route("/users/{user_id}", get_timed)

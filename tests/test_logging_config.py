@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ServedAPI
-from tests.test_observe import trace_id
+from tests.test_edge import trace_id
 
 
 @pytest.mark.slow

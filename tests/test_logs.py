@@ -4,12 +4,13 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import pytest
 
 from api import logs
-from api.logs import JsonLines, RequestFields, TextFormatter, TickFlushedHandler
+from api.logs import BatchedLines, JsonLines, RequestFields, TextFormatter
 from api.ops.logging_config import logging_config
 
 pytestmark = pytest.mark.anyio
@@ -18,7 +19,7 @@ FIELDS: RequestFields = ("GET", "/users/{user_id}", 200, 1.25, "4bf92f3577b34da6
 
 
 def record_of(fields: RequestFields) -> logging.LogRecord:
-    """The record the logging path makes for a request (api/observe.py, when logging is a host's)."""
+    """The record the logging path makes for a request (api/edge.py, when logging is a host's)."""
     method, route, status, milliseconds, _ = fields
     record = logging.LogRecord("users_api.requests", logging.INFO, __file__, 0, "", None, None)
     record.msg = f"{method} {route} {status} {milliseconds:.2f}ms"
@@ -44,44 +45,80 @@ def test_a_json_request_line_reads_as_its_record() -> None:
     assert fast == made
 
 
+class Writes(io.RawIOBase):
+    """stderr as the handler sees it, keeping each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def text(self) -> str:
+        return b"".join(self.writes).decode()
+
+
 @pytest.fixture
-def buffered() -> Iterator[tuple[io.BytesIO, TickFlushedHandler]]:
-    written = io.BytesIO()
-    handler = TickFlushedHandler(io.TextIOWrapper(io.BufferedWriter(written), encoding="utf-8"))
+def buffered(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Writes, BatchedLines]]:
+    monkeypatch.setattr(logs, "FLUSH_SECONDS", 0.05)
+    written = Writes()
+    handler = BatchedLines(written)
     handler.setFormatter(TextFormatter())
     yield written, handler
     handler.close()
 
 
-async def test_lines_leave_once_per_turn_of_the_event_loop(buffered: tuple[io.BytesIO, TickFlushedHandler]) -> None:
+async def test_lines_are_held_then_written_out_together(buffered: tuple[Writes, BatchedLines]) -> None:
     written, handler = buffered
     assert logs.request_lines is handler
 
     handler.write_request(logging.INFO, FIELDS)
     handler.write_request(logging.INFO, FIELDS)
-    assert written.getvalue() == b"", "held until the loop turns"
     await anyio.lowlevel.checkpoint()
+    assert written.writes == [], "held past the turn of the loop"
+    await anyio.sleep(logs.FLUSH_SECONDS * 3)
 
-    assert written.getvalue().decode().count("GET /users/{user_id} 200 1.25ms") == 2
+    assert len(written.writes) == 1
+    assert written.text().count("GET /users/{user_id} 200 1.25ms") == 2
 
 
-async def test_warnings_leave_at_once(buffered: tuple[io.BytesIO, TickFlushedHandler]) -> None:
+async def test_a_write_holds_whole_lines_and_at_most_pipe_buf_bytes(buffered: tuple[Writes, BatchedLines]) -> None:
     written, handler = buffered
 
+    for _ in range(200):
+        handler.write_request(logging.INFO, FIELDS)
+    handler.flush()
+
+    assert len(written.writes) > 1
+    assert all(len(write) <= logs.PIPE_BUF and write.endswith(b"\n") for write in written.writes)
+    assert written.text().count("GET /users/{user_id} 200 1.25ms") == 200
+
+
+async def test_warnings_leave_at_once_after_the_lines_held_before_them(
+    buffered: tuple[Writes, BatchedLines],
+) -> None:
+    written, handler = buffered
+
+    handler.write_request(logging.INFO, FIELDS)
     handler.handle(logging.LogRecord("users_api", logging.WARNING, __file__, 0, "database unavailable", None, None))
 
-    assert written.getvalue() == b"WARNING:  database unavailable\n"
+    assert written.text().startswith("INFO:     GET /users/{user_id} 200 1.25ms")
+    assert written.text().endswith("\nWARNING:  database unavailable\n")
 
 
-def test_outside_an_event_loop_lines_leave_at_once(buffered: tuple[io.BytesIO, TickFlushedHandler]) -> None:
+def test_outside_an_event_loop_lines_leave_at_once(buffered: tuple[Writes, BatchedLines]) -> None:
     written, handler = buffered
 
     handler.write_request(logging.INFO, FIELDS)
 
-    assert written.getvalue().endswith(b"trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n")
+    assert written.text().endswith("trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n")
 
 
-def test_a_closed_handler_takes_no_more_request_lines(buffered: tuple[io.BytesIO, TickFlushedHandler]) -> None:
+def test_a_closed_handler_takes_no_more_request_lines(buffered: tuple[Writes, BatchedLines]) -> None:
     _, handler = buffered
     handler.close()
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from api.tracing import TELEMETRY_OFF, NamedAfterQueryFile, exported, telemetry_config
 from tests.helpers import ServedAPI
-from tests.test_observe import PARENT_SPAN, PARENT_TRACE, TRACERESPONSE
+from tests.test_edge import PARENT_SPAN, PARENT_TRACE, TRACERESPONSE
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def logging_config(level: str, log_format: Literal["text", "json"]) -> dict[str,
         "formatters": {"default": formatter},
         "handlers": {
             "stderr": {
-                "()": "api.logs.TickFlushedHandler",
+                "()": "api.logs.BatchedLines",
                 "formatter": "default",
                 "filters": ["request"],
             }

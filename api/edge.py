@@ -1,9 +1,11 @@
-"""Each request seen from outside: its trace id in a response header and in its log lines, one log line
-when it ends, and its metrics.
+"""The one ASGI layer every HTTP request passes before routing: its trace id and its body's limit on the
+way in; its trace id in a response header, its log line and its metrics on the way out.
 
-A pure ASGI middleware, the outermost of the app's own: it sees every answer the app gives, 413s and
-405s included. An error no handler answered is answered here, a 500, so that its log line and its
-response carry the request's trace id; Starlette's last-resort handler would answer outside it.
+The outermost of the app's own middleware: it sees every answer the app gives, 413s and 405s included.
+An error no handler answered is answered here, a 500, so that its log line and its response carry the
+request's trace id; Starlette's last-resort handler would answer outside it. One layer, not one per
+concern: each pure ASGI layer costs a call, a closure and a scan of the headers on every request, and
+the body limit's own layer cost 2% of a get-one (bench/levers.md).
 """
 
 import logging
@@ -11,7 +13,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import logs
+from api import limits, logs
 from api.logs import CURRENT, REQUEST_LOGGER, route_of
 from api.metrics import TALLY
 from api.problems import UNEXPECTED, problem
@@ -24,19 +26,30 @@ errors = logging.getLogger("users_api")
 QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
-class ObserveRequests:
-    """Trace id, request line and metrics for every HTTP request."""
+class Edge:
+    """Trace id, body limit, request line and metrics for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, metered: bool = True, traced: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metered: bool = True, traced: bool = False, max_body_bytes: int = limits.MAX_BODY_BYTES
+    ) -> None:
         self.app = app
         self.metered = metered  # METRICS
         self.traced = traced  # traces exported: the ids are those of FastAPI's server span
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = traceresponse(scope["headers"], self.traced)
+        traceparent = content_length = transfer_encoding = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"transfer-encoding":
+                transfer_encoding = value
+        header = traceresponse(traceparent, self.traced)
         status = 0
 
         async def send_with_trace_id(message: Message) -> None:
@@ -46,11 +59,13 @@ class ObserveRequests:
                 message["headers"] = [*message.get("headers", ()), (b"traceresponse", header)]
             await send(message)
 
+        app = limits.refusal(content_length, self.max_body_bytes) or self.app
+        receive = limits.limited(scope, transfer_encoding, receive, self.max_body_bytes)
         token = CURRENT.set((scope, header))
         started = time.perf_counter()
         TALLY.active += 1
         try:
-            await self.app(scope, receive, send_with_trace_id)
+            await app(scope, receive, send_with_trace_id)
         except Exception:
             if status:  # the response has begun: nothing left to answer with
                 raise
