@@ -59,8 +59,11 @@ class Edge:
                 message["headers"] = [*message.get("headers", ()), (b"traceresponse", header)]
             await send(message)
 
-        app = limits.refusal(content_length, self.max_body_bytes) or self.app
-        receive = limits.limited(scope, transfer_encoding, receive, self.max_body_bytes)
+        app = self.app
+        if content_length is not None:
+            app = limits.refusal(content_length, self.max_body_bytes) or app
+        if transfer_encoding is not None or scope.get("http_version") not in limits.FRAMED:
+            receive = limits.counted(receive, self.max_body_bytes)
         token = CURRENT.set((scope, header))
         started = time.perf_counter()
         TALLY.active += 1

@@ -7,7 +7,7 @@ in text/plain.
 """
 
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope
+from starlette.types import ASGIApp, Message, Receive
 
 from api.problems import problem
 
@@ -29,14 +29,13 @@ def refusal(content_length: bytes | None, max_bytes: int = MAX_BODY_BYTES) -> AS
     return None
 
 
-def limited(
-    scope: Scope, transfer_encoding: bytes | None, receive: Receive, max_bytes: int = MAX_BODY_BYTES
-) -> Receive:
-    """`receive`, counting what a streamed body has sent so far once the framing does not bound it."""
-    if transfer_encoding is None and scope.get("http_version") in ("1.0", "1.1"):
-        # HTTP/1 framing bounds the body: Content-Length bytes exactly, or none without either
-        # header (RFC 9112, 6.3), and the server reads no further. Nothing to count.
-        return receive
+# HTTP/1 framing bounds a body without Transfer-Encoding: Content-Length bytes exactly, or none
+# without either header (RFC 9112, 6.3), and the server reads no further. Nothing to count then.
+FRAMED = ("1.0", "1.1")
+
+
+def counted(receive: Receive, max_bytes: int = MAX_BODY_BYTES) -> Receive:
+    """`receive`, counting what a streamed body has sent so far, refusing it once past `max_bytes`."""
     received = 0
 
     async def receive_within_limit() -> Message:

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -67,7 +68,7 @@ class TextFormatter(logging.Formatter):
             return f"{line} trace_id={trace_id}"
         return f"{line} ({getattr(record, 'request', '-')}, trace_id={trace_id})"
 
-    def request_line(self, level: int, fields: "RequestFields") -> str:
+    def request_line(self, level: int, fields: "RequestFields", created: float = 0.0) -> str:
         """The line `format` would give a request's record, without making the record."""
         prefix = logging.getLevelName(level) + ":"
         return f"{prefix:<9} {request_message(fields)} trace_id={fields[-1]}"
@@ -76,10 +77,11 @@ class TextFormatter(logging.Formatter):
 class JsonLines(JsonFormatter):
     """LOG_FORMAT=json: python-json-logger's lines, and a request's line made as it would make it."""
 
-    def request_line(self, level: int, fields: "RequestFields") -> str:
+    def request_line(self, level: int, fields: "RequestFields", created: float) -> str:
+        """The line `format` would give a request's record made at `created`, without making the record."""
         line: dict[str, object] = {"level": logging.getLevelName(level), "logger": REQUEST_LOGGER}
         line |= {"message": request_message(fields), **dict(zip(REQUEST_FIELDS, fields, strict=True))}
-        line["timestamp"] = datetime.now(UTC).isoformat()
+        line["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat()
         return json.dumps(line, ensure_ascii=False)
 
 
@@ -118,26 +120,34 @@ class BatchedLines(logging.Handler):
     def __init__(self, stream: Writable | None = None) -> None:
         global request_lines
         super().__init__()
+        self.setFormatter(TextFormatter())
         # Unbuffered: this handler decides what each write holds.
         self.stream: Writable = stream or open(sys.stderr.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
-        self.held: list[bytes] = []
+        self.requests: list[tuple[int, RequestFields, float]] = []  # requests' lines, not yet formatted
+        self.held: list[bytes] = []  # lines formatted, not yet written
         self.size = 0
         self.due = False  # a write-out is scheduled on the event loop
         request_lines = self
 
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        if not isinstance(fmt, TextFormatter | JsonLines):
+            raise TypeError(f"{type(fmt).__name__} cannot write a request's line: TextFormatter or JsonLines")
+        super().setFormatter(fmt)
+
     def write_request(self, level: int, fields: RequestFields) -> None:
-        """A request's line, formatted as its record would be, without the record or the logger's way.
+        """A request's line: its fields held as they are, formatted with the others at the write-out.
 
         Python's logging spent 75,000 instructions on each request's line (a record, the logger's and
-        the handler's filters and locks): 11% of a get-one, where the line itself costs a few
-        thousand (bench/levers.md). Only the lines of `users_api.requests` go this way, and only once
-        the service's logging is set up (api/ops/logging_config.py); the logger's level still decides.
+        the handler's filters and locks), and formatting the line on the request's way still cost
+        about 15 µs of CPU there, run once per request with the caches cold (bench/levers.md). Here
+        a request appends a tuple; the write-out formats the lines as their records would read, in
+        one loop. Only the lines of `users_api.requests` go this way, and only once the service's
+        logging is set up (api/ops/logging_config.py); the logger's level still decides. Called on
+        the event loop's thread only, as the edge is.
         """
-        formatter = self.formatter
-        if not isinstance(formatter, TextFormatter | JsonLines):
-            raise TypeError(f"{type(formatter).__name__} cannot write a request's line")
-        with self.lock:  # type: ignore[union-attr]
-            self._hold(formatter.request_line(level, fields), urgent=False)
+        self.requests.append((level, fields, time.time()))
+        if not self.due:
+            self._schedule()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -145,7 +155,12 @@ class BatchedLines(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self._hold(line, urgent=record.levelno >= logging.WARNING)  # handle() holds the lock
+        self._format_requests()  # the requests' lines held before this one go first
+        self._add(line)
+        if record.levelno >= logging.WARNING:
+            self._write_out()
+        elif not self.due:
+            self._schedule()
 
     def flush(self) -> None:
         """Write out every line held; logging.shutdown() calls it at exit."""
@@ -159,29 +174,41 @@ class BatchedLines(logging.Handler):
         self.flush()
         super().close()
 
-    def _hold(self, line: str, *, urgent: bool) -> None:
-        data = (line + "\n").encode("utf-8", "backslashreplace")
-        if self.size + len(data) > PIPE_BUF:
-            self._write_out()
-        self.held.append(data)
-        self.size += len(data)
-        if urgent:
-            self._write_out()
-        elif not self.due:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._write_out()
-                return
-            self.due = True
-            loop.call_later(FLUSH_SECONDS, self._due)
+    def _schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self.due = True
+        loop.call_later(FLUSH_SECONDS, self._due)
 
     def _due(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             self.due = False
             self._write_out()
 
+    def _format_requests(self) -> None:
+        if not self.requests:
+            return
+        formatter = self.formatter
+        assert isinstance(formatter, TextFormatter | JsonLines)  # setFormatter allows no other
+        requests, self.requests = self.requests, []
+        for level, fields, created in requests:
+            self._add(formatter.request_line(level, fields, created))
+
+    def _add(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", "backslashreplace")
+        if self.size + len(data) > PIPE_BUF:
+            self._write_held()
+        self.held.append(data)
+        self.size += len(data)
+
     def _write_out(self) -> None:
+        self._format_requests()
+        self._write_held()
+
+    def _write_held(self) -> None:
         if not self.held:
             return
         data = memoryview(b"".join(self.held))

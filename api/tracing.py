@@ -95,12 +95,13 @@ def traceresponse(traceparent: bytes | None, traced: bool) -> bytes:
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             return b"00-%032x-%016x-%02x" % (context.trace_id, context.span_id, context.trace_flags)
+    fresh = _FRESH.pop() if _FRESH else _fresh()
     if traceparent is not None:
         parent = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": traceparent.decode("latin-1")}))
         context = parent.get_span_context()
         if context.is_valid:  # a malformed header starts a new trace, as W3C Trace Context asks
-            return b"00-%032x-%016x-00" % (context.trace_id, _new_id(64))
-    return b"00-%032x-%016x-00" % (_new_id(128), _new_id(64))
+            return b"00-%032x-%s-00" % (context.trace_id, fresh[36:52])
+    return fresh
 
 
 def trace_id_of(traceresponse: bytes) -> str:
@@ -108,6 +109,15 @@ def trace_id_of(traceresponse: bytes) -> str:
     return traceresponse[3:35].decode()
 
 
-def _new_id(bits: int) -> int:
+# New traceresponses, made 256 at a time: drawing and formatting the ids once per request, on its way
+# with the caches cold, cost several µs of CPU; in one loop, a fraction of that (bench/levers.md).
+_FRESH: list[bytes] = []
+os.register_at_fork(after_in_child=_FRESH.clear)  # a forked worker draws ids of its own
+
+
+def _fresh() -> bytes:
     # Random, not secret: OpenTelemetry's SDK draws its ids from the same generator. Zero is invalid.
-    return random.getrandbits(bits) or 1
+    _FRESH.extend(
+        b"00-%032x-%016x-00" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1) for _ in range(256)
+    )
+    return _FRESH.pop()
