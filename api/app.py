@@ -42,19 +42,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+class ServingState(State):
+    """What every request's `request.state` holds: the database, and the settings routes read."""
+
+    require_if_match: bool  # REQUIRE_IF_MATCH
+
+
+def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], AbstractAsyncContextManager[ServingState]]:
     """The lifespan: the pool while the app serves, in a worker that stops when its parent is gone."""
     pool = lifespan(settings)
 
     @asynccontextmanager
-    async def serving(app: FastAPI) -> AsyncIterator[State]:
+    async def serving(app: FastAPI) -> AsyncIterator[ServingState]:
         with stops_with_its_parent(), tracing.sql_spans(exported):
             async with pool(app) as state:
+                serving = ServingState(database=state["database"], require_if_match=settings.require_if_match)
                 if not settings.metrics:
-                    yield state
+                    yield serving
                     return
                 async with published(state["database"]):
-                    yield state
+                    yield serving
 
     return serving
 

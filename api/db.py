@@ -174,8 +174,9 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     """Replace asyncpg's reset query, a second round trip after every request, with nothing.
 
     That query (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) undoes session
-    state. The query files run one statement each, in autocommit, and take no advisory lock,
-    declare no cursor, LISTEN to nothing and SET nothing: there is nothing to undo. A transaction
+    state. The query files run one statement each, in autocommit, take advisory locks only for their
+    transaction (released as it ends), declare no cursor, LISTEN to nothing and SET nothing: there is
+    nothing to undo. A transaction
     left open is still rolled back: asyncpg does that itself before calling this.
     """
 

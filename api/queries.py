@@ -15,8 +15,12 @@ class Queries:
     """One attribute per file in sql/, holding that file's text; mypy checks every name a route uses."""
 
     create_user: str
+    create_user_once: str
+    find_idempotency_key: str
+    forget_idempotency_key: str
     get_user: str
     list_users: str
+    find_users_by_email: str
     update_user: str
     delete_user: str
     ping: str

@@ -59,14 +59,15 @@ def _not_blank(value: str) -> str:
     return value
 
 
+CheckedEmail = Annotated[
+    str, StringConstraints(max_length=EMAIL_MAX_LENGTH), AfterValidator(_no_nul), AfterValidator(_is_email)
+]
+EMAIL_DESCRIPTION = "No spaces or control characters; a dotted domain."
 Email = Annotated[
-    str,
-    StringConstraints(max_length=EMAIL_MAX_LENGTH),
-    AfterValidator(_no_nul),
-    AfterValidator(_is_email),
+    CheckedEmail,
     Field(
         examples=["ada@example.com"],
-        description="Unique, compared case-insensitively. No spaces or control characters; a dotted domain.",
+        description=f"Unique, compared case-insensitively. {EMAIL_DESCRIPTION}",
         json_schema_extra=EMAIL_SCHEMA,
     ),
 ]

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         default=100, ge=0, description="Prepared statements cached per connection (0 for PgBouncer)."
     )
     ready_timeout: float = Field(default=1.0, gt=0, description="Seconds /ready waits for SELECT 1.")
+    require_if_match: bool = Field(
+        default=False, description="Answer 428 to a PATCH or DELETE without If-Match, instead of writing."
+    )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
 
     _database_url = field_validator("database_url")(postgres_url)

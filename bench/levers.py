@@ -110,7 +110,7 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
 
     async def get_one(user_id: int, db: Db) -> Response:  # users-api's way: a plain dependency, the route's block
         async with db.connection() as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def yielded(request: Request) -> AsyncIterator[Connection]:  # the way before: a yield dependency
         db: Database = request.state.database
@@ -118,24 +118,24 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
             yield conn
 
     async def get_yielded(user_id: int, conn: Annotated[Connection, Depends(yielded, scope="function")]) -> Response:
-        return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+        return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_timed(user_id: int, db: Db) -> Response:  # both waits under a timer on every request
         async with TimedLease(db) as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_unqueued(user_id: int, db: Db) -> Response:  # asyncpg's own pool queue alone
         async with db.pool.acquire() as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_checked(user_id: UserId, db: Db) -> Response:  # users-api's checks of the id
         async with db.connection() as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_undepended(user_id: int, request: Request) -> Response:  # the pool read without Depends
         db: Database = request.state.database
         async with db.connection() as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id), media_type="application/json")
+            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
     names = ("service", "yield", "included", "timed", "unqueued", "checked", "no depends", "edge")

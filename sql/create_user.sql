@@ -1,7 +1,7 @@
 -- create_user: insert a user unless the email is taken, compared case-insensitively.
 -- Parameters: $1 email (text), $2 name (text).
--- Returns: the new user's id and public JSON (body); no row when users_email_key already holds
--- the email.
+-- Returns: the new user's id, version (1) and public JSON (body); no row when users_email_key
+-- already holds the email.
 -- Notes: one round trip; the unique index decides, so two concurrent requests cannot both win.
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_email_key
@@ -14,6 +14,7 @@ VALUES ($1, $2)
 ON CONFLICT (lower(email)) DO NOTHING
 RETURNING
     id,
+    version,
     json_build_object(
         'id', id,
         'email', email,

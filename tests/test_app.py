@@ -11,9 +11,9 @@ PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 EXPECTED = {
     ("/users", "post"): {"201", "409", "413", "422", "503"},
     ("/users", "get"): {"200", "422", "503"},
-    ("/users/{user_id}", "get"): {"200", "404", "422", "503"},
-    ("/users/{user_id}", "patch"): {"200", "404", "409", "413", "422", "503"},
-    ("/users/{user_id}", "delete"): {"204", "404", "422", "503"},
+    ("/users/{user_id}", "get"): {"200", "304", "404", "422", "503"},
+    ("/users/{user_id}", "patch"): {"200", "404", "409", "412", "413", "422", "428", "503"},
+    ("/users/{user_id}", "delete"): {"204", "404", "412", "422", "428", "503"},
     ("/health", "get"): {"200"},
     ("/ready", "get"): {"200", "503"},
 }
@@ -128,7 +128,9 @@ def test_a_created_user_links_to_what_can_be_done_with_it(openapi: dict[str, Any
 
     assert {link["operationId"] for link in links.values()} == {"get_user", "update_user", "delete_user"}
     assert all(link["operationId"] in operation_ids for link in links.values())
-    assert all(link["parameters"] == {"user_id": "$response.body#/id"} for link in links.values())
+    assert all(link["parameters"]["user_id"] == "$response.body#/id" for link in links.values())
+    assert links["UpdateUser"]["parameters"]["header.If-Match"] == "$response.header.ETag"
+    assert links["DeleteUser"]["parameters"]["header.If-Match"] == "$response.header.ETag"
 
 
 @pytest.mark.parametrize(("path", "method"), [key for key, statuses in EXPECTED.items() if "503" in statuses])
@@ -136,3 +138,32 @@ def test_every_503_documents_retry_after(openapi: dict[str, Any], path: str, met
     headers = openapi["paths"][path][method]["responses"]["503"]["headers"]
 
     assert headers["Retry-After"]["schema"] == {"type": "integer", "minimum": 0}
+
+
+def test_etags_and_the_headers_that_send_them_back_are_documented(openapi: dict[str, Any]) -> None:
+    users, user = openapi["paths"]["/users"], openapi["paths"]["/users/{user_id}"]
+    headers = {
+        ("post", "201"): users["post"]["responses"]["201"]["headers"],
+        ("get", "200"): user["get"]["responses"]["200"]["headers"],
+        ("get", "304"): user["get"]["responses"]["304"]["headers"],
+        ("patch", "200"): user["patch"]["responses"]["200"]["headers"],
+    }
+    parameters = {
+        method: {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+        for method, operation in [("post", users["post"]), *user.items()]
+    }
+
+    assert all("ETag" in documented for documented in headers.values())
+    assert {"Location", "Content-Location", "Idempotent-Replayed"} <= set(headers["post", "201"])
+    assert "content" not in user["get"]["responses"]["304"], "a 304 has no body"
+    assert parameters == {
+        "post": {"Idempotency-Key"}, "get": {"If-None-Match"}, "patch": {"If-Match"}, "delete": {"If-Match"}
+    }  # fmt: skip
+    assert users["post"]["responses"]["409"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+
+
+def test_the_email_lookup_documents_the_checks_it_gets(openapi: dict[str, Any]) -> None:
+    email = parameter(openapi, "/users", "get", "email")
+
+    assert email["anyOf"][0]["maxLength"] == 320 and email["format"] == "idn-email"
+    assert email["pattern"].startswith("^") and email["pattern"].endswith("$")

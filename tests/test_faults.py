@@ -155,8 +155,8 @@ async def test_a_migration_applied_and_rolled_back_under_load_costs_no_request(
     postgresql.commit()
     for migration in resource_dir("migrations").iterdir():
         (tmp_path / migration.name).write_text(migration.read_text())
-    (tmp_path / "0003_index_users_name.sql").write_text(CONCURRENT_INDEX)
-    (tmp_path / "0003_index_users_name.rollback.sql").write_text(CONCURRENT_INDEX_ROLLBACK)
+    (tmp_path / "0005_index_users_name.sql").write_text(CONCURRENT_INDEX)
+    (tmp_path / "0005_index_users_name.rollback.sql").write_text(CONCURRENT_INDEX_ROLLBACK)
     backend = get_backend(migrator.yoyo_url(owner_database_url, APP.name))
     indexes = "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name_idx'"
     try:

@@ -16,7 +16,9 @@ from api.resources import resource_dir
 from tests.helpers import APP, OWNER, database_made_by_dba
 
 EMPTY_DATABASE = "users_api_migrations_test"
-ALL = ["0001_create_users", "0002_grant_app_role"]
+ALL = ["0001_create_users", "0002_grant_app_role", "0003_user_versions", "0004_idempotency_keys"]
+GRANTED = {"users:SELECT", "users:INSERT", "users:UPDATE", "users:DELETE"}
+KEYS_GRANTED = {"idempotency_keys:SELECT", "idempotency_keys:INSERT", "idempotency_keys:DELETE"}
 
 
 @pytest.fixture
@@ -27,9 +29,16 @@ def empty_database(cluster: Cluster, roles: None, psql: Path) -> Iterator[str]:
 
 
 def schema(url: str) -> dict[str, set[str]]:
-    """Tables, indexes, constraints and the app role's table privileges in the public schema."""
+    """Tables, columns, indexes, constraints, triggers and the app role's table privileges in the public schema."""
     with psycopg.connect(url) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        columns = {
+            f"{r[0]}.{r[1]}"
+            for r in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+            )
+        }
+        triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")}
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
         constraints = {
             r[0] for r in conn.execute("SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace")
@@ -41,20 +50,29 @@ def schema(url: str) -> dict[str, set[str]]:
                 (APP.name,),
             )
         }
-    return {"tables": tables - {t for t in tables if t.startswith("_yoyo") or t.startswith("yoyo")},
-            "indexes": indexes, "constraints": constraints, "granted": granted}  # fmt: skip
+    ours = tables - {t for t in tables if t.startswith("_yoyo") or t.startswith("yoyo")}
+    return {"tables": ours, "columns": {c for c in columns if c.split(".")[0] in ours}, "indexes": indexes,
+            "constraints": constraints, "triggers": triggers, "granted": granted}  # fmt: skip
 
 
 def test_up_down_up(empty_database: str) -> None:
     assert migrator.apply(empty_database, APP.name) == ALL
     up = schema(empty_database)
-    assert up["tables"] == {"users"}
-    assert {"users_pkey", "users_email_key"} <= up["indexes"]
+    assert up["tables"] == {"users", "idempotency_keys"}
+    assert {"users_pkey", "users_email_key", "idempotency_keys_pkey", "idempotency_keys_created_at_idx"} <= up[
+        "indexes"
+    ]
     assert {"users_pkey", "users_email_length_check", "users_name_length_check"} <= up["constraints"]
-    assert up["granted"] == {"users:SELECT", "users:INSERT", "users:UPDATE", "users:DELETE"}
+    assert "users.version" in up["columns"] and up["triggers"] == {"users_version_bump"}
+    assert up["granted"] == GRANTED | KEYS_GRANTED
 
     assert migrator.apply(empty_database, APP.name) == [], "applying twice changes nothing"
 
+    assert migrator.rollback(empty_database, APP.name) == ["0004_idempotency_keys"]
+    assert schema(empty_database)["tables"] == {"users"}
+    assert schema(empty_database)["granted"] == GRANTED
+    assert migrator.rollback(empty_database, APP.name) == ["0003_user_versions"]
+    assert "users.version" not in schema(empty_database)["columns"] and schema(empty_database)["triggers"] == set()
     assert migrator.rollback(empty_database, APP.name) == ["0002_grant_app_role"]
     assert schema(empty_database)["granted"] == set()
     assert migrator.rollback(empty_database, APP.name) == ["0001_create_users"]
@@ -110,7 +128,7 @@ def test_concurrent_deploys_apply_each_migration_once(empty_database: str) -> No
         results = list(deploys.map(migrator.apply, [empty_database] * 2, [APP.name] * 2))
 
     assert sorted(results) == [[], ALL]
-    assert schema(empty_database)["tables"] == {"users"}
+    assert schema(empty_database)["tables"] == {"users", "idempotency_keys"}
 
 
 def outside_a_transaction_if_concurrent(text: str) -> bool:

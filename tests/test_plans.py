@@ -1,4 +1,4 @@
-"""Every query file uses the index its header declares, and never scans users, on 200,000 users."""
+"""Every query file uses the index its header declares, and never scans a table, on 200,000 users."""
 
 import re
 from typing import Any
@@ -15,14 +15,16 @@ DECLARED = re.compile(r"^-- uses: (\w+)$", re.MULTILINE)
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
-async def test_each_query_uses_its_declared_index_and_never_scans_users(seeded: asyncpg.Connection, name: str) -> None:
+async def test_each_query_uses_its_declared_index_and_never_scans_a_table(
+    seeded: asyncpg.Connection, name: str
+) -> None:
     declared = DECLARED.findall(getattr(SQL, name))
     assert len(declared) == 1, f"sql/{name}.sql declares the index it uses in one '-- uses:' line"
     plan = await explain(seeded, getattr(SQL, name), *PARAMETERS[name])
 
     used = {node.get("Index Name") for node in nodes(plan)} | set(plan.get("Conflict Arbiter Indexes", []))
-    scans = [node for node in nodes(plan) if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "users"]
-    assert not scans, f"{name} scans users sequentially"
+    scans = [node["Relation Name"] for node in nodes(plan) if node["Node Type"] == "Seq Scan"]
+    assert not scans, f"{name} scans {scans} sequentially: {[node['Node Type'] for node in nodes(plan)]}"
     if declared[0] == "none":
         assert used == {None}
     else:

@@ -15,8 +15,10 @@ from tests.helpers import APP, OWNER, database_made_by_dba
 
 DATABASE = "users_api_provision_test"
 SETUP = resource_dir("sql") / "setup"
-# The four privileges the query files need, on users alone.
-GRANTED = {("users", "SELECT"), ("users", "INSERT"), ("users", "UPDATE"), ("users", "DELETE")}
+# The privileges the query files need: four on users; on idempotency_keys, no UPDATE (keys are never changed).
+GRANTED = {("users", "SELECT"), ("users", "INSERT"), ("users", "UPDATE"), ("users", "DELETE")} | {
+    ("idempotency_keys", "SELECT"), ("idempotency_keys", "INSERT"), ("idempotency_keys", "DELETE")
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,13 @@ def as_owner(provisioned: Cluster) -> Iterator[psycopg.Connection]:
 
 def yoyo_tables(as_owner: psycopg.Connection) -> list[str]:
     rows = as_owner.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'users' ORDER BY tablename"
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        " AND tablename NOT IN ('users', 'idempotency_keys') ORDER BY tablename"
     ).fetchall()
     return [row[0] for row in rows]
 
 
-def test_the_app_role_holds_exactly_the_four_privileges_on_users(as_owner: psycopg.Connection) -> None:
+def test_the_app_role_holds_exactly_the_privileges_the_query_files_need(as_owner: psycopg.Connection) -> None:
     table_privileges = as_owner.execute(
         "SELECT table_name, privilege_type FROM information_schema.role_table_grants WHERE grantee = %s",
         (APP.name,),
@@ -62,7 +65,8 @@ def test_the_app_role_holds_exactly_the_four_privileges_on_users(as_owner: psyco
             has_schema_privilege(%(app)s, 'public', 'CREATE'),
             has_sequence_privilege(%(app)s, 'users_id_seq', 'USAGE'),
             has_sequence_privilege(%(app)s, 'users_id_seq', 'UPDATE'),
-            (SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attacl IS NOT NULL),
+            (SELECT count(*) FROM pg_attribute WHERE attrelid IN ('users'::regclass, 'idempotency_keys'::regclass)
+                AND attacl IS NOT NULL),
             (SELECT count(*) FROM pg_class WHERE relowner = %(app)s::regrole),
             (SELECT count(*) FROM pg_namespace WHERE nspowner = %(app)s::regrole),
             (SELECT count(*) FROM pg_proc WHERE proowner = %(app)s::regrole),

@@ -32,11 +32,18 @@ def test_each_file_starts_with_a_header_comment(path: Path) -> None:
 
 # What PostgreSQL infers for each file: parameter types and result columns, as the routes rely on them.
 SIGNATURES = {
-    "create_user": (["text", "text"], ["id", "body"]),
-    "get_user": (["int8"], ["body"]),
+    "create_user": (["text", "text"], ["id", "version", "body"]),
+    "create_user_once": (
+        ["text", "text", "text"],
+        ["outcome", "id", "version", "body", "request_matches"],
+    ),
+    "find_idempotency_key": (["text", "text", "text"], ["id", "version", "body", "request_matches"]),
+    "forget_idempotency_key": (["text"], ["idempotency_key"]),
+    "get_user": (["int8"], ["version", "body"]),
     "list_users": (["int8", "int8"], ["body", "last_id", "more"]),
-    "update_user": (["int8", "text", "text"], ["body"]),
-    "delete_user": (["int8"], ["id"]),
+    "find_users_by_email": (["text", "int8"], ["body"]),
+    "update_user": (["int8", "text", "text", "int8[]"], ["body", "version"]),
+    "delete_user": (["int8", "int8[]"], ["deleted_id"]),
     "ping": ([], ["?column?"]),
 }
 

@@ -215,3 +215,32 @@ async def test_bodies_written_by_postgresql_match_the_documented_schema(client: 
     user = UserPublic.model_validate(created)
     assert set(created) == set(UserPublic.model_fields)
     assert (user.id, user.email, user.name) == (created["id"], "odd+tag@example.com", awkward)
+
+
+async def test_lookup_by_email_is_case_insensitive_and_gives_zero_or_one_user(client: httpx.AsyncClient) -> None:
+    ada = await create(client, "Ada@Example.com", "Ada")
+    await create(client, "grace@example.com", "Grace")
+
+    found = await client.get("/users", params={"email": "ADA@example.COM"})
+    missing = await client.get("/users", params={"email": "nobody@example.com"})
+
+    assert found.status_code == missing.status_code == 200
+    assert found.json() == [ada] and missing.json() == []
+    assert "link" not in found.headers
+
+
+async def test_lookup_by_email_keeps_after_and_checks_limit(client: httpx.AsyncClient) -> None:
+    ada = await create(client, "ada@example.com", "Ada")
+
+    before = await client.get("/users", params={"email": "ada@example.com", "after": ada["id"] - 1, "limit": 1})
+    past = await client.get("/users", params={"email": "ada@example.com", "after": ada["id"]})
+
+    assert before.json() == [ada] and past.json() == []
+    assert_problem(await client.get("/users", params={"email": "ada@example.com", "limit": 0}), 422)
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a b@example.com", "ada@localhost", "x" * 321 + "@example.com"])
+async def test_lookup_by_an_invalid_email_is_422(client: httpx.AsyncClient, email: str) -> None:
+    body = assert_problem(await client.get("/users", params={"email": email}), 422)
+
+    assert body["errors"][0]["loc"] == ["query", "email"]

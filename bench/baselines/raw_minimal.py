@@ -50,10 +50,10 @@ async def create_user(body: UserCreate, request: Request) -> Response:
 
 @app.get("/users/{user_id}")
 async def get_user(user_id: int, request: Request) -> Response:
-    body = await request.app.state.pool.fetchval(SQL.get_user, user_id)
-    if body is None:
+    row = await request.app.state.pool.fetchrow(SQL.get_user, user_id)
+    if row is None:
         return Response(status_code=404)
-    return Response(body, media_type="application/json")
+    return Response(row["body"], media_type="application/json")
 
 
 @app.get("/users")

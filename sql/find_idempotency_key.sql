@@ -1,0 +1,17 @@
+-- find_idempotency_key: the answer kept for an Idempotency-Key within the last 24 hours.
+-- Parameters: $1 key (text), $2 email (text), $3 name (text).
+-- Returns: the user's id, version and JSON (body) kept with the key, and whether the request it was
+-- kept for had this email and name (request_matches); no row when the key has no answer kept
+-- within 24 hours.
+-- Notes: run after create_user_once found the key taken since it began, in a snapshot of its own.
+-- uses: idempotency_keys_pkey
+
+SELECT
+    user_id AS id,
+    version,
+    body,
+    request_sha256 = sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS request_matches
+FROM idempotency_keys
+WHERE
+    idempotency_key = $1
+    AND created_at > now() - interval '24 hours';
