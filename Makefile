@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-icount bench-profile clean
+.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -34,6 +34,9 @@ bench-levers: $(VENV)/.bench-installed
 
 bench-icount: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.icount
+
+bench-observability: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.observability
 
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile --workload $(or $(WORKLOAD),get)

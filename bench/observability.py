@@ -1,0 +1,108 @@
+"""`make bench-observability`: what seeing inside costs a get-one, in CPU, request by request.
+
+Three builds of users-api's app in one process, on one database: as configured by default (a log
+line per request, metrics), unobserved (METRICS=false, LOG_LEVEL=warning: the trace id stays, it is
+the contract), and without the edge layer at all. Their requests alternate one by one, so that the
+drift of two shared cores, which moves `make bench`'s rounds by 20-30%, falls on the three alike;
+time.process_time() around each request counts this process's CPU only (PostgreSQL's is not). The
+log lines go to /dev/null through the service's own handler, flushed as it flushes them. Each run
+is a fresh process; RUNS of them. Writes bench/results/observability-<timestamp>.md.
+"""
+
+import json
+import logging
+import logging.config
+import os
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+import uvloop
+
+from api.app import create_app
+from api.edge import Edge
+from api.logs import REQUEST_LOGGER
+from api.ops.logging_config import logging_config
+from api.settings import Settings
+from bench import levers
+from bench import run as bench
+
+RUNS = 6  # each of the 3 orders of the builds twice: the build called first or last is not always the same
+REQUESTS = 4000  # per build and run, after WARMUP each
+WARMUP = 300
+BUILDS = ("observed", "unobserved", "no edge")
+
+
+async def child(url: str, order: list[str]) -> dict[str, float]:
+    """Mean CPU µs per get-one of each build, their requests interleaved in `order`."""
+    logging.config.dictConfig(logging_config("info", "text"))
+    lines = logging.getLogger(REQUEST_LOGGER)
+    apps = {}
+    for build in order:
+        app = create_app(Settings(_env_file=None, database_url=url, metrics=build == "observed", pool_max_size=2))
+        if build == "no edge":
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not Edge]
+        apps[build] = app
+    cpu: dict[str, list[float]] = {build: [] for build in BUILDS}
+    async with AsyncExitStack() as stack:
+        states = {}
+        for build, app in apps.items():
+            states[build] = dict(await stack.enter_async_context(app.router.lifespan_context(app)))
+        for n in range(WARMUP + REQUESTS):
+            for build, app in apps.items():
+                lines.setLevel(logging.INFO if build == "observed" else logging.WARNING)  # LOG_LEVEL
+                started = time.process_time()
+                await levers.call(app, "GET", f"/users/{1 + n % 900}", states[build])
+                if n >= WARMUP:
+                    cpu[build].append(time.process_time() - started)
+    return {build: statistics.mean(samples) * 1e6 for build, samples in cpu.items()}
+
+
+def main() -> int:
+    if sys.argv[1:] == ["child"]:
+        print(json.dumps(uvloop.run(child(os.environ["BENCH_URL"], os.environ["BENCH_ORDER"].split(",")))))
+        return 0
+    started = datetime.now(UTC)
+    runs: list[dict[str, float]] = []
+    with bench.database(bench.ROOT / ".pgdata-bench") as db:
+        bench.seed(db, 1000)
+        for run in range(1, RUNS + 1):
+            shift = run % len(BUILDS)
+            order = ",".join(BUILDS[shift:] + BUILDS[:shift])
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.observability", "child"],
+                env=os.environ | {"BENCH_URL": db.url, "BENCH_ORDER": order},
+                cwd=bench.ROOT, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            runs.append(json.loads(done.stdout.splitlines()[-1]))
+            bench.progress(f"run {run}/{RUNS}: " + ", ".join(f"{b} {us:.1f} µs" for b, us in runs[-1].items()))
+    mean = {build: statistics.mean(run[build] for run in runs) for build in BUILDS}
+    rows = "\n".join(
+        f"| {n} | {r['observed']:.1f} | {r['unobserved']:.1f} | {r['no edge']:.1f} | "
+        f"{r['observed'] - r['unobserved']:+.1f} ({r['observed'] / r['unobserved'] - 1:+.1%}) | "
+        f"{r['unobserved'] - r['no edge']:+.1f} ({r['unobserved'] / r['no edge'] - 1:+.1%}) |"
+        for n, r in [*enumerate(runs, 1), ("mean", mean)]
+    )
+    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+    out = bench.RESULTS / f"observability-{started:%Y%m%dT%H%M%SZ}.md"
+    out.write_text(
+        f"# What observability costs a get-one, {started:%Y-%m-%d %H:%M} UTC\n\n"
+        f"Produced by `make bench-observability` (`python -m bench.observability`): {RUNS} processes, each "
+        f"building users-api's app three ways and calling them in turn, one GET /users/{{id}} each, "
+        f"{REQUESTS} times after {WARMUP}, in an order that rotates from run to run, ASGI in-process "
+        "on the embedded PostgreSQL (1,000 users). "
+        "Mean CPU µs of this process per request (time.process_time(); PostgreSQL's CPU not counted; "
+        "uvicorn's HTTP work not included: a share of a request served over HTTP is smaller).\n\n"
+        "| run | as configured by default | unobserved | without the edge layer | default over unobserved "
+        "| the edge layer (trace id, body limit) |\n|--:|--:|--:|--:|--:|--:|\n" + rows + "\n",
+        encoding="utf-8",
+    )
+    bench.progress(f"wrote {out.relative_to(bench.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
