@@ -17,8 +17,9 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 import uvloop
 
@@ -44,13 +45,15 @@ async def child(url: str, order: list[str]) -> dict[str, float]:
     for build in order:
         app = create_app(Settings(_env_file=None, database_url=url, metrics=build == "observed", pool_max_size=2))
         if build == "no edge":
-            app.user_middleware = [m for m in app.user_middleware if m.cls is not Edge]
+            edge: object = Edge
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not edge]
         apps[build] = app
     cpu: dict[str, list[float]] = {build: [] for build in BUILDS}
     async with AsyncExitStack() as stack:
         states = {}
         for build, app in apps.items():
-            states[build] = dict(await stack.enter_async_context(app.router.lifespan_context(app)))
+            lifespan: AbstractAsyncContextManager[Any] = app.router.lifespan_context(app)
+            states[build] = dict(await stack.enter_async_context(lifespan))
         for n in range(WARMUP + REQUESTS):
             for build, app in apps.items():
                 lines.setLevel(logging.INFO if build == "observed" else logging.WARNING)  # LOG_LEVEL

@@ -146,3 +146,23 @@ def test_an_index_built_concurrently_is_in_a_non_transactional_migration() -> No
     assert all(outside_a_transaction_if_concurrent(path.read_text(encoding="utf-8")) for path in files)
     assert not outside_a_transaction_if_concurrent(f"-- Indexes created_at.\n\n{new_index}")
     assert outside_a_transaction_if_concurrent(f"-- Indexes created_at.\n-- transactional: false\n\n{new_index}")
+
+
+def test_0003_gives_users_a_version_without_rewriting_the_table(empty_database: str) -> None:
+    # A table rewritten by ALTER gets a new file: the same file afterwards means no rewrite, and no
+    # long ACCESS EXCLUSIVE lock on users however many it holds.
+    migrator.apply(empty_database, APP.name)
+    migrator.rollback(empty_database, APP.name, count=2)  # back to 0002: users without a version
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (email, name) SELECT 'u' || n || '@example.com', 'U' FROM generate_series(1, 20000) AS n"
+        )
+        before = conn.execute("SELECT pg_relation_filenode('users')").fetchone()
+
+    assert migrator.apply(empty_database, APP.name) == ["0003_user_versions", "0004_idempotency_keys"]
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        after = conn.execute("SELECT pg_relation_filenode('users')").fetchone()
+        versions = conn.execute("SELECT version, count(*) FROM users GROUP BY version").fetchall()
+
+    assert before == after, "users was rewritten"
+    assert versions == [(1, 20000)]
