@@ -5,9 +5,9 @@
 -- be a SCRAM verifier (what psql's \password sends), so that the plain text never reaches the server.
 -- Returns: nothing.
 -- Notes: the owner will own the schema and run the migrations; the app role is what the API connects
--- as, and migration 0002 grants it SELECT, INSERT, UPDATE, DELETE on users, no more. Its timeouts
--- bound what a stuck client or a runaway query can hold: no API statement needs 5 s, and the API
--- never leaves a transaction open.
+-- as: migration 0002 grants it SELECT, INSERT, UPDATE, DELETE on users, 0004 SELECT, INSERT, DELETE
+-- on idempotency_keys, no more. Its timeouts bound what a stuck client or a runaway query can hold:
+-- no API statement needs 5 s, and the API never leaves a transaction open.
 -- Run: psql -v ON_ERROR_STOP=1 -v owner_role=users_api_owner -v owner_password=... -v app_role=users_api_app
 --      -v app_password=... -f sql/setup/create_roles.sql
 
