@@ -8,7 +8,8 @@ import re
 
 from starlette.exceptions import HTTPException
 
-BIGINT_MAX = 2**63 - 1
+from api.schemas import BIGINT_MAX
+
 # An entity-tag (RFC 9110, 8.8.3): an optional W/, then a quoted string without DQUOTE.
 _ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
 # One of ours, as `etag` writes it: no sign, no leading zero, ASCII digits only.

@@ -176,8 +176,8 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     That query (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) undoes session
     state. The query files run one statement each, in autocommit, take advisory locks only for their
     transaction (released as it ends), declare no cursor, LISTEN to nothing and SET nothing: there is
-    nothing to undo. A transaction
-    left open is still rolled back: asyncpg does that itself before calling this.
+    nothing to undo. A transaction left open is still rolled back: asyncpg does that itself before
+    calling this.
     """
 
 

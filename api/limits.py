@@ -19,12 +19,12 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body exceeds {limit} bytes")
 
 
-def refusal(content_length: bytes | None, max_bytes: int = MAX_BODY_BYTES) -> ASGIApp | None:
+def refusal(content_length: bytes, max_bytes: int = MAX_BODY_BYTES) -> ASGIApp | None:
     """The 413 for a declared Content-Length over the limit, answered before the route runs; else None.
 
     Before the route, so an oversized DELETE or PATCH changes nothing.
     """
-    if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
+    if content_length.isdigit() and int(content_length) > max_bytes:
         return problem(413, str(BodyTooLarge(max_bytes).detail))
     return None
 

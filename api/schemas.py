@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint: users' ids and versions
 EMAIL_MAX_LENGTH = 320  # RFC 3696 (64 local + @ + 255 domain); users_email_length_check holds the same
 NAME_MAX_LENGTH = 200  # users_name_length_check holds the same
 

@@ -20,16 +20,21 @@
 -- service sets to UTC.
 -- uses: idempotency_keys_pkey
 
-WITH kept AS (
+WITH request AS (
+    -- what tells a retry from another request sent with the same key
+    SELECT sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS sha256
+),
+
+kept AS (
     SELECT
-        user_id,
-        version,
-        body,
-        request_sha256 = sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS request_matches
-    FROM idempotency_keys
+        idempotency_keys.user_id,
+        idempotency_keys.version,
+        idempotency_keys.body,
+        idempotency_keys.request_sha256 = request.sha256 AS request_matches
+    FROM idempotency_keys, request
     WHERE
-        idempotency_key = $1
-        AND created_at > now() - interval '24 hours'
+        idempotency_keys.idempotency_key = $1
+        AND idempotency_keys.created_at > now() - interval '24 hours'
 ),
 
 claim AS (
@@ -70,11 +75,11 @@ keeping AS (
     )
     SELECT
         $1 AS idempotency_key,
-        sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS request_sha256,
+        request.sha256 AS request_sha256,
         created.id,
         created.version,
         created.body
-    FROM created
+    FROM created, request
 ),
 
 remover AS (

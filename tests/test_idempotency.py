@@ -1,6 +1,6 @@
 """POST /users with an Idempotency-Key (draft-ietf-httpapi-idempotency-key-header): a retry is safe."""
 
-from typing import Any
+from typing import Any, LiteralString
 
 import anyio
 import asyncpg
@@ -19,18 +19,19 @@ def keyed(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
 
 
-def users_with(postgresql: psycopg.Connection, email: str) -> int:
-    row = postgresql.execute("SELECT count(*) FROM users WHERE lower(email) = lower(%s)", (email,)).fetchone()
+def counted(postgresql: psycopg.Connection, query: LiteralString, *params: object) -> int:
+    row = postgresql.execute(query, params).fetchone()
     postgresql.commit()
     assert row is not None
     return int(row[0])
+
+
+def users_with(postgresql: psycopg.Connection, email: str) -> int:
+    return counted(postgresql, "SELECT count(*) FROM users WHERE lower(email) = lower(%s)", email)
 
 
 def kept_keys(postgresql: psycopg.Connection) -> int:
-    row = postgresql.execute("SELECT count(*) FROM idempotency_keys").fetchone()
-    postgresql.commit()
-    assert row is not None
-    return int(row[0])
+    return counted(postgresql, "SELECT count(*) FROM idempotency_keys")
 
 
 async def test_the_same_key_and_body_again_replays_the_first_201(

@@ -12,9 +12,16 @@ from api.db import Db
 from api.problems import RETRY_AFTER_HEADER, problem, problem_responses
 from api.queries import SQL
 from api.routes import Routes
-from api.schemas import EMAIL_DESCRIPTION, EMAIL_SCHEMA, CheckedEmail, UserCreate, UserPublic, UserUpdate
+from api.schemas import (
+    BIGINT_MAX,
+    EMAIL_DESCRIPTION,
+    EMAIL_SCHEMA,
+    CheckedEmail,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 
-BIGINT_MAX = 2**63 - 1
 PAGE_MAX = 1000
 EMAIL_UNIQUE_INDEX = "users_email_key"
 IDEMPOTENCY_KEY_INDEX = "idempotency_keys_pkey"
