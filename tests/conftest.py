@@ -190,3 +190,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write sql/README.md afresh instead of failing when it is out of date (make sql-catalog)",
     )
+    parser.addoption(
+        "--write-openapi",
+        action="store_true",
+        help="write tests/openapi.json from the served document instead of failing when they differ",
+    )
