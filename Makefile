@@ -17,6 +17,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/sqlfluff lint sql migrations
 	$(BIN)/squawk --exclude=prefer-robust-stmts migrations/*.sql
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # sql/README.md, from the files' headers and their plans on a seeded table; make test checks it is current.

@@ -2,7 +2,6 @@
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -10,8 +9,9 @@ from api import tracing
 from api.db import State, lifespan
 from api.edge import Edge
 from api.metrics import published
-from api.problems import PROBLEM_JSON, install_problem_handlers
+from api.problems import install_problem_handlers
 from api.routes import health, metrics, users
+from api.routes.openapi import document_every_response
 from api.settings import Settings
 from api.worker import stops_with_its_parent
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.routes.add_to(app)
     app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported)
     install_problem_handlers(app)
-    _document_responses(app)
+    document_every_response(app)
     return app
 
 
@@ -64,32 +64,3 @@ def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], Abst
                     yield serving
 
     return serving
-
-
-TRACERESPONSE_HEADER = {
-    "traceresponse": {
-        "description": "W3C Trace Context: version, this request's trace id (the incoming traceparent's, or new), "
-        "span id and flags. Its trace id names the request in the service's logs.",
-        "schema": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$"},
-    }
-}
-
-
-def _document_responses(app: FastAPI) -> None:
-    """Every response documented with the `traceresponse` it carries; errors under application/problem+json."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for path in schema["paths"].values():
-                for operation in path.values():
-                    for code, response in operation.get("responses", {}).items():
-                        response["headers"] = response.get("headers", {}) | TRACERESPONSE_HEADER
-                        content = response.get("content", {})
-                        if code[0] in "45" and "application/json" in content:
-                            content[PROBLEM_JSON] = content.pop("application/json")
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,6 +1,12 @@
-"""The asyncpg pool: opened and closed by the lifespan, given to each route through `Db`."""
+"""The asyncpg pool: opened and closed by the lifespan, given to each route through `Db`.
+
+What goes wrong in the database leaves as this module's own errors, never asyncpg's: `Unavailable`
+(a retry may succeed: a 503) and `Refused` (PostgreSQL refused a value: nothing was stored). The HTTP
+layer (api/problems.py) decides what a client is told of each.
+"""
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,16 +19,36 @@ from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, FastAPI, Request
 
 from api import metrics
-from api.problems import Unavailable
+from api.metrics import UnavailableReason
 from api.settings import Settings
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 if TYPE_CHECKING:
     Connection = PoolConnectionProxy[asyncpg.Record]
 else:  # the stubs make it generic; the class is not subscriptable at run time
     Connection = PoolConnectionProxy
+
+
+class Unavailable(Exception):
+    """The database cannot serve this statement now; a retry may succeed. `reason` labels the 503s' metric."""
+
+    def __init__(self, reason: UnavailableReason, cause: str) -> None:
+        super().__init__(cause)
+        self.reason = reason
+
+
+class Refused(Exception):
+    """PostgreSQL refused a value or a constraint held against it; nothing was stored."""
+
+    def __init__(self, cause: str, constraint: str | None = None) -> None:
+        super().__init__(cause)
+        self.constraint = constraint  # the constraint that refused it, when PostgreSQL names one
+
+
+class Conflict(Refused):
+    """Another row holds a value that must be unique: `constraint` names the unique index."""
 
 
 @dataclass(slots=True)
@@ -40,50 +66,54 @@ class Database:
     metered: bool = True  # METRICS: each wait goes to db_client_connection_wait_time_seconds
     waiting: int = 0  # requests in the queue now: db_client_connection_pending_requests
 
-    def connection(self) -> "Lease":
-        """`async with db.connection() as conn:` one pooled connection for the block; 503 if none frees up."""
-        return Lease(self)
+    def sizes(self) -> tuple[int, int, int]:
+        """Connections open, idle, and the most the pool may open: what the pool's gauges show."""
+        return self.pool.get_size(), self.pool.get_idle_size(), self.pool.get_max_size()
 
     async def fetchval(self, query: str, *args: object, read: bool = False) -> Any:
-        """The first value of one statement's first row (None if no row); see `again`."""
+        """The first value of one statement's first row (None if no row); see `after_failure`."""
         try:
             async with Lease(self) as conn:
                 return await conn.fetchval(query, *args)
-        except ENDED as error:
-            return await self.again(lambda conn: conn.fetchval(query, *args), error, read=read)
+        except Exception as error:
+            return await self.after_failure(lambda conn: conn.fetchval(query, *args), error, read=read)
 
     async def fetchrow(self, query: str, *args: object, read: bool = False) -> "asyncpg.Record | None":
-        """One statement's first row (None if none); see `again`."""
+        """One statement's first row (None if none); see `after_failure`."""
         try:
             async with Lease(self) as conn:
                 return await conn.fetchrow(query, *args)
-        except ENDED as error:
-            return await self.again(lambda conn: conn.fetchrow(query, *args), error, read=read)
+        except Exception as error:
+            return await self.after_failure(lambda conn: conn.fetchrow(query, *args), error, read=read)
 
-    async def again(self, statement: Callable[[Connection], Awaitable[T]], error: Exception, *, read: bool) -> T:
-        """`statement` once more on another connection, if `error` says the first cannot have run it.
+    async def after_failure(
+        self, statement: Callable[[Connection], Awaitable[T]], error: Exception, *, read: bool
+    ) -> T:
+        """`statement` once more on another connection if `error` says the first cannot have run it;
+        else `error` as this module's own (`Unavailable`, `Refused`), or as it is when it is neither.
 
         PostgreSQL ends idle connections (a restart, `pg_terminate_backend`, an idle timeout, a
         failover); the pool learns it only when a statement is tried. A statement asyncpg refused to
         send is run again on another connection; so is a read whose connection was lost with the
         statement perhaps sent (`read=True`: running it twice changes nothing). A write that may have
-        reached the server is not: the caller gets the error, a 503. The first try is written out in
-        fetchval and fetchrow, with no closure and no loop: that is every request's path.
+        reached the server is not: the caller gets `Unavailable`, a 503. The first try is written out
+        in fetchval and fetchrow, with no closure and no loop: that is every request's path.
         """
         retries = 0
-        while True:
-            # Each failed try used up one ended connection (asyncpg closes it), so one more try than
-            # the pool has connections reaches a fresh one even when the server ended them all.
+        # Each failed try used up one ended connection (asyncpg closes it), so one more try than the
+        # pool has connections reaches a fresh one even when the server ended them all.
+        while retries < self.pool.get_max_size() and _may_run_again(error, read):
             retries += 1
-            lost = isinstance(error, asyncpg.ConnectionDoesNotExistError)  # perhaps after it was sent
-            if retries > self.pool.get_max_size() or not (_not_sent(error) or (read and lost)):
-                raise error
             log.info("connection ended by the server; statement run again on another: %s", error)
             try:
                 async with Lease(self) as conn:
                     return await statement(conn)
-            except ENDED as ended:
-                error = ended
+            except Exception as failed:
+                error = failed
+        own = _as_our_own(error)
+        if own is error:
+            raise error
+        raise own from error
 
 
 class Lease:
@@ -110,7 +140,7 @@ class Lease:
             except TimeoutError:
                 if db.metered:
                     metrics.TALLY.wait(time.perf_counter() - started)
-                raise Unavailable(BUSY, "pool_timeout") from None
+                raise Unavailable("pool_timeout", f"no connection freed up within {db.acquire_timeout:g}s") from None
             finally:
                 db.waiting -= 1
         else:
@@ -133,8 +163,39 @@ class Lease:
             self.db.queue.release()
 
 
-# What a statement raises when its connection was ended by the server, before or while it ran.
-ENDED = (asyncpg.InternalClientError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError)
+def _may_run_again(error: Exception, read: bool) -> bool:
+    """The connection was ended by the server, and the statement cannot have run (or is a read)."""
+    lost = isinstance(error, asyncpg.ConnectionDoesNotExistError)  # perhaps after it was sent
+    return _not_sent(error) or (read and lost)
+
+
+# Signs that the database is down, unreachable or too slow, rather than that the statement is wrong.
+UNREACHABLE = (
+    OSError,  # refused, reset, unreachable; TimeoutError is one: opening a connection took too long
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,  # statement_timeout, or a DBA's pg_cancel_backend
+    asyncpg.TooManyConnectionsError,
+)
+REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+def _as_our_own(error: Exception) -> Exception:
+    """`error` as this module's `Unavailable` or `Refused`; `error` itself when it is neither (a bug: a 500)."""
+    cause = f"{type(error).__name__}: {error}"
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return Conflict(cause, error.constraint_name)
+    if isinstance(error, REFUSED):
+        return Refused(cause, getattr(error, "constraint_name", None))
+    if not isinstance(error, UNREACHABLE):
+        return error
+    if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+        # Not the database: this process could not open a socket to it.
+        return Unavailable("no_file_descriptor", error.strerror or cause)
+    if isinstance(error, TimeoutError | asyncpg.QueryCanceledError):
+        return Unavailable("statement_timeout", cause)
+    return Unavailable("database_unreachable", cause)
 
 
 def _not_sent(error: Exception) -> bool:
@@ -204,9 +265,6 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
             await close_pool(pool, settings.pool_close_timeout)
 
     return pool_lifespan
-
-
-BUSY = "all database connections are busy; retry shortly"
 
 
 async def database(request: Request) -> Database:

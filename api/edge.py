@@ -20,7 +20,7 @@ from api.problems import UNEXPECTED, problem
 from api.tracing import trace_id_of, traceresponse
 
 log = logging.getLogger(REQUEST_LOGGER)
-errors = logging.getLogger("users_api")
+errors = logging.getLogger(__name__)
 
 # Probes and scrapes come every few seconds; their lines are debug, unless they fail.
 QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})

@@ -85,7 +85,7 @@ class JsonLines(JsonFormatter):
         return json.dumps(line, ensure_ascii=False)
 
 
-REQUEST_LOGGER = "users_api.requests"
+REQUEST_LOGGER = "api.requests"
 # A request's line: method, route template, status, milliseconds, trace id; the names a record gives them.
 RequestFields = tuple[str, str, int, float, str]
 REQUEST_FIELDS = ("method", "route", "status", "duration_ms", "trace_id")
@@ -141,7 +141,7 @@ class BatchedLines(logging.Handler):
         the handler's filters and locks), and formatting the line on the request's way still cost
         about 15 µs of CPU there, run once per request with the caches cold (bench/levers.md). Here
         a request appends a tuple; the write-out formats the lines as their records would read, in
-        one loop. Only the lines of `users_api.requests` go this way, and only once the service's
+        one loop. Only the lines of `api.requests` go this way, and only once the service's
         logging is set up (api/ops/logging_config.py); the logger's level still decides. Called on
         the event loop's thread only, as the edge is.
         """

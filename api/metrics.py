@@ -12,13 +12,10 @@ import os
 from bisect import bisect_left
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Literal, Protocol, get_args
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
-
-if TYPE_CHECKING:
-    from api.db import Database
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -69,7 +66,8 @@ WAIT_TIME = Histogram(
     buckets=WAIT_BOUNDS,
     registry=REGISTRY,
 )
-UNAVAILABLE_REASONS = ("pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor")
+UnavailableReason = Literal["pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor"]
+UNAVAILABLE_REASONS: tuple[UnavailableReason, ...] = get_args(UnavailableReason)
 UNAVAILABLE = Counter(
     "users_api_unavailable_responses",
     "503 responses, by reason: " + ", ".join(UNAVAILABLE_REASONS) + ".",
@@ -130,7 +128,17 @@ TALLY = Tally()
 _children: dict[tuple[str, str, int], Histogram] = {}
 
 
-def publish(db: "Database | None" = None) -> None:
+class Pool(Protocol):
+    """What the pool's gauges sample (api.db.Database is one): named here, so that this module imports none."""
+
+    waiting: int  # requests in the queue for a connection now
+
+    def sizes(self) -> tuple[int, int, int]:
+        """Connections open, idle, and the most the pool may open."""
+        ...
+
+
+def publish(pool: Pool | None = None) -> None:
     """Add what the tally counted to the metrics, and sample the in-flight requests and the pool."""
     TALLY.count()
     for key, row in TALLY.requests.items():
@@ -142,12 +150,12 @@ def publish(db: "Database | None" = None) -> None:
             _add(child, row)
     _add(WAIT_TIME, TALLY.waits)
     ACTIVE_REQUESTS.set(TALLY.active)
-    if db is not None:
-        size, idle = db.pool.get_size(), db.pool.get_idle_size()
+    if pool is not None:
+        size, idle, most = pool.sizes()
         CONNECTIONS.labels("idle").set(idle)
         CONNECTIONS.labels("used").set(size - idle)
-        MAX_CONNECTIONS.set(db.pool.get_max_size())
-        PENDING_REQUESTS.set(db.waiting)
+        MAX_CONNECTIONS.set(most)
+        PENDING_REQUESTS.set(pool.waiting)
 
 
 def _add(histogram: Histogram, row: list[float]) -> None:
@@ -177,7 +185,7 @@ def exposition() -> bytes:
 
 
 @asynccontextmanager
-async def published(db: "Database") -> AsyncIterator[None]:
+async def published(pool: Pool) -> AsyncIterator[None]:
     """While the block runs, the tally and the pool are published every second; once more as it ends.
 
     The gauges are sampled rather than updated on every acquire and release: that would cost two file
@@ -186,7 +194,7 @@ async def published(db: "Database") -> AsyncIterator[None]:
 
     async def publish_forever() -> None:
         while True:
-            publish(db)
+            publish(pool)
             await asyncio.sleep(PUBLISH_SECONDS)
 
     publisher = asyncio.create_task(publish_forever())

@@ -1,6 +1,5 @@
 """Every error leaves as RFC 9457 `application/problem+json`; no stack trace or SQL text reaches a client."""
 
-import errno
 import logging
 import math
 import time
@@ -8,7 +7,6 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -16,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from api import metrics
+from api.db import Refused, Unavailable
+from api.metrics import UnavailableReason
 from api.schemas import Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,7 +23,7 @@ RETRY_AFTER_SECONDS = 1
 # The methods of RFC 9110 and PATCH (RFC 5789), in the order an Allow header lists them.
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 
 
 class ProblemResponse(JSONResponse):
@@ -49,29 +49,9 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
-class Unavailable(Exception):
-    """The database cannot serve this request now; the client may retry. `reason` labels the 503's metric."""
-
-    def __init__(self, detail: str, reason: str = "database_unreachable") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.reason = reason
-
-
-# Signs that the database is down, unreachable or too slow, rather than that the request is wrong.
-DATABASE_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.QueryCanceledError,
-    asyncpg.TooManyConnectionsError,
-)
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):
+        raise TypeError(f"registered for HTTPException, called with {type(exc).__name__}")
     if exc.status_code == 400 and exc.__cause__ is not None:
         # FastAPI's answer to a body it could not decode (not UTF-8, nested too deeply for the parser):
         # malformed JSON, a 422 like every other.
@@ -101,7 +81,8 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(f"registered for RequestValidationError, called with {type(exc).__name__}")
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
@@ -109,23 +90,33 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, f"{where}: {first['msg']}{more}", errors=errors)
 
 
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, Unavailable):
-        detail, reason = exc.detail, exc.reason
-    elif isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-        # Not the database: this process could not open a socket to it.
-        log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc.strerror)
-        detail, reason = "the service cannot open a database connection now; retry shortly", "no_file_descriptor"
-    else:
+# What a client is told of each reason for a 503; the reason itself goes to the log and the metric.
+UNAVAILABLE_DETAILS: dict[UnavailableReason, str] = {
+    "pool_timeout": "all database connections are busy; retry shortly",
+    "database_unreachable": "the database is unavailable; retry shortly",
+    "statement_timeout": "the database is unavailable; retry shortly",
+    "no_file_descriptor": "the service cannot open a database connection now; retry shortly",
+}
+
+
+def unavailable(reason: UnavailableReason, detail: str | None = None) -> Response:
+    """A 503 with Retry-After, counted by reason in users_api_unavailable_responses_total."""
+    metrics.UNAVAILABLE.labels(reason).inc()
+    detail = detail or UNAVAILABLE_DETAILS[reason]
+    return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, Unavailable):
+        raise TypeError(f"registered for Unavailable, called with {type(exc).__name__}")
+    if exc.reason == "no_file_descriptor":
+        log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc)
+    elif exc.reason != "pool_timeout":
         held_back = OUTAGE_LINES.due()
         if held_back is not None:
             more = f" ({held_back} more since the last such line)" if held_back else ""
-            log.warning("database unavailable: %s: %s%s", type(exc).__name__, exc, more)
-        detail = "the database is unavailable; retry shortly"
-        timed_out = isinstance(exc, TimeoutError | asyncpg.QueryCanceledError)
-        reason = "statement_timeout" if timed_out else "database_unreachable"
-    metrics.UNAVAILABLE.labels(reason).inc()
-    return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            log.warning("database unavailable: %s%s", exc, more)
+    return unavailable(exc.reason)
 
 
 class Throttle:
@@ -157,28 +148,20 @@ OUTAGE_LINES = Throttle(seconds=1.0)
 async def _refused_by_database(request: Request, exc: Exception) -> Response:
     # The API validates what the CHECK constraints hold, so reaching this is a bug worth a log line;
     # the client still learns its request was refused and that nothing was stored.
-    log.error("database refused a value: %s: %s", type(exc).__name__, exc)
+    log.error("database refused a value: %s", exc)
     return problem(422, "a value was refused by the database; nothing was stored")
 
 
+# Any other error is a bug: api/edge.py logs it with its traceback and answers this 500.
 UNEXPECTED = "an unexpected error occurred; it has been logged"
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Starlette re-raises after this answer, so the server logs the traceback; the client sees none of it.
-    return problem(500, UNEXPECTED)
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    """Route every error the service can meet to an RFC 9457 response."""
+    """Route every error a request can meet to an RFC 9457 response: HTTP's own, then the database's."""
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Unavailable, _unavailable)
-    for error in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(error, _unavailable)
-    app.add_exception_handler(asyncpg.DataError, _refused_by_database)
-    app.add_exception_handler(asyncpg.IntegrityConstraintViolationError, _refused_by_database)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Unavailable, _database_unavailable)
+    app.add_exception_handler(Refused, _refused_by_database)
 
 
 RETRY_AFTER_HEADER = {

@@ -109,12 +109,12 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
     """Apps for GET /users/{id} that differ from users-api's way by one lever each."""
 
     async def get_one(user_id: int, db: Db) -> Response:  # users-api's way: a plain dependency, the route's block
-        async with db.connection() as conn:
+        async with Lease(db) as conn:
             return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def yielded(request: Request) -> AsyncIterator[Connection]:  # the way before: a yield dependency
         db: Database = request.state.database
-        async with db.connection() as conn:
+        async with Lease(db) as conn:
             yield conn
 
     async def get_yielded(user_id: int, conn: Annotated[Connection, Depends(yielded, scope="function")]) -> Response:
@@ -129,12 +129,12 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
             return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_checked(user_id: UserId, db: Db) -> Response:  # users-api's checks of the id
-        async with db.connection() as conn:
+        async with Lease(db) as conn:
             return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     async def get_undepended(user_id: int, request: Request) -> Response:  # the pool read without Depends
         db: Database = request.state.database
-        async with db.connection() as conn:
+        async with Lease(db) as conn:
             return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
     off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -154,7 +154,7 @@ def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
     apps["included"].include_router(router)
 
     async def page(after: int, db: Db, joined: bool = False) -> Response:
-        async with db.connection() as conn:
+        async with Lease(db) as conn:
             if joined:
                 rows = await conn.fetch(ROWS_OF_JSON, after, 101)
                 return Response(f"[{','.join(row['body'] for row in rows[:100])}]", media_type="application/json")

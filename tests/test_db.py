@@ -45,8 +45,7 @@ async def test_the_api_under_test_connects_as_the_app_role(client: object, postg
 
 async def test_the_connection_is_back_in_the_pool_before_the_response_is_sent(client_factory: ClientFactory) -> None:
     async def idle_while_sending(db: Db) -> StreamingResponse:
-        async with db.connection() as conn:
-            await conn.fetchval(SQL.ping)
+        await db.fetchval(SQL.ping)
 
         async def body() -> object:
             yield str(db.pool.get_idle_size()).encode()  # read while the response is being sent

@@ -25,15 +25,12 @@ def trace_id(response: httpx.Response) -> str:
 
 @pytest.fixture
 def logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """users_api's records at debug and up, each given its request as the service's log handler does."""
-    caplog.set_level(logging.DEBUG, logger="users_api")
-    loggers = [logging.getLogger(name) for name in ("users_api", "users_api.requests")]
+    """api's records at debug and up, each given its request as the service's log handler does."""
+    caplog.set_level(logging.DEBUG, logger="api")
     context = RequestContext()
-    for logger in loggers:
-        logger.addFilter(context)
+    caplog.handler.addFilter(context)
     yield caplog
-    for logger in loggers:
-        logger.removeFilter(context)
+    caplog.handler.removeFilter(context)
 
 
 async def test_every_answer_carries_a_trace_id_of_its_own(client_factory: ClientFactory) -> None:
@@ -76,7 +73,7 @@ async def test_one_line_per_request_with_its_route_status_duration_and_trace_id(
     user = await create(client, "private.person@example.com", "Private Person")
     response = await client.get(f"/users/{user['id']}")
 
-    lines = [record for record in logged.records if record.name == "users_api.requests"]
+    lines = [record for record in logged.records if record.name == "api.requests"]
     assert [(line.method, line.route, line.status) for line in lines] == [  # type: ignore[attr-defined]
         ("POST", "/users", 201),
         ("GET", "/users/{user_id}", 200),
@@ -95,7 +92,7 @@ async def test_probes_and_scrapes_are_logged_at_debug(
     await client.get("/health")
     await client.get("/metrics")
 
-    assert [record.levelno for record in logged.records if record.name == "users_api.requests"] == [logging.DEBUG] * 2
+    assert [record.levelno for record in logged.records if record.name == "api.requests"] == [logging.DEBUG] * 2
 
 
 async def test_an_unexpected_error_is_logged_and_answered_with_the_request_trace_id(
@@ -112,12 +109,12 @@ async def test_an_unexpected_error_is_logged_and_answered_with_the_request_trace
     assert error.getMessage() == "unexpected error answering GET /broken"
     assert error.exc_info is not None and "a bug" in str(error.exc_info[1])
     assert error.trace_id == trace_id(response)  # type: ignore[attr-defined]
-    line = next(record for record in logged.records if record.name == "users_api.requests")
+    line = next(record for record in logged.records if record.name == "api.requests")
     assert line.status == 500 and line.trace_id == trace_id(response)  # type: ignore[attr-defined]
 
 
 def test_text_lines_name_the_request_they_are_about() -> None:
-    record = logging.LogRecord("users_api", logging.WARNING, __file__, 1, "database unavailable: %s", ("x",), None)
+    record = logging.LogRecord("api.problems", logging.WARNING, __file__, 1, "database unavailable: %s", ("x",), None)
     record.trace_id, record.request = PARENT_TRACE, "GET /users/{user_id}"
 
     assert TextFormatter().format(record) == (

@@ -21,7 +21,7 @@ def test_json_lines_from_every_worker_name_their_request(database_url: str, tmp_
         assert api.stop(signal.SIGTERM) == 0
     lines = [json.loads(line) for line in api.output.splitlines()]  # every line, uvicorn's included
 
-    requests = [line for line in lines if line["logger"] == "users_api.requests"]
+    requests = [line for line in lines if line["logger"] == "api.requests"]
     assert [(line["method"], line["route"], line["status"]) for line in requests] == [
         ("POST", "/users", 201),
         ("GET", "/users/{user_id}", 200),
@@ -29,5 +29,5 @@ def test_json_lines_from_every_worker_name_their_request(database_url: str, tmp_
     assert [line["trace_id"] for line in requests] == [trace_id(created), trace_id(fetched)]
     assert all(line["level"] == "INFO" and line["duration_ms"] > 0 and "timestamp" in line for line in requests)
     assert "logged@example.com" not in api.output and "Logged Person" not in api.output
-    assert {line["logger"] for line in lines} >= {"uvicorn.error", "users_api.requests"}
+    assert {line["logger"] for line in lines} >= {"uvicorn.error", "api.requests"}
     assert not [line for line in lines if "color_message" in line], "uvicorn's coloured copy of a message"

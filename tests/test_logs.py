@@ -21,7 +21,7 @@ FIELDS: RequestFields = ("GET", "/users/{user_id}", 200, 1.25, "4bf92f3577b34da6
 def record_of(fields: RequestFields) -> logging.LogRecord:
     """The record the logging path makes for a request (api/edge.py, when logging is a host's)."""
     method, route, status, milliseconds, _ = fields
-    record = logging.LogRecord("users_api.requests", logging.INFO, __file__, 0, "", None, None)
+    record = logging.LogRecord("api.requests", logging.INFO, __file__, 0, "", None, None)
     record.msg = f"{method} {route} {status} {milliseconds:.2f}ms"
     record.__dict__.update(zip(logs.REQUEST_FIELDS, fields, strict=True))
     return record
@@ -104,7 +104,7 @@ async def test_warnings_leave_at_once_after_the_lines_held_before_them(
     written, handler = buffered
 
     handler.write_request(logging.INFO, FIELDS)
-    handler.handle(logging.LogRecord("users_api", logging.WARNING, __file__, 0, "database unavailable", None, None))
+    handler.handle(logging.LogRecord("api.problems", logging.WARNING, __file__, 0, "database unavailable", None, None))
 
     assert written.text().startswith("INFO:     GET /users/{user_id} 200 1.25ms")
     assert written.text().endswith("\nWARNING:  database unavailable\n")

@@ -22,7 +22,7 @@ from api.ops.embedded import EmbeddedError
 from api.ops.logging_config import logging_config
 from api.ops.settings import ServiceSettings
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from api.ops.embedded import EmbeddedError, Runner
 from api.ops.processes import alive
 from api.ops.provision import ProvisionError, Role, create_database, create_roles, find_psql
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
 DATABASE = "users_api"

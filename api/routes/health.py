@@ -3,14 +3,15 @@
 import asyncio
 import logging
 
+from fastapi import Response
 from pydantic import BaseModel
 
 from api.db import Db
-from api.problems import Unavailable, problem_responses
+from api.problems import problem_responses, unavailable
 from api.queries import SQL
 from api.routes import Routes
 
-log = logging.getLogger("users_api")
+log = logging.getLogger(__name__)
 routes = Routes(tags=["probes"])
 
 
@@ -25,12 +26,12 @@ async def health() -> Status:
 
 
 @routes.get("/ready", response_model=Status, responses=problem_responses(503))
-async def ready(db: Db) -> Status:
+async def ready(db: Db) -> Status | Response:
     """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
     try:
         async with asyncio.timeout(db.ready_timeout):
             await db.fetchval(SQL.ping, read=True)
     except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
         log.warning("not ready: %s: %s", type(error).__name__, error)
-        raise Unavailable(f"the database did not answer within {db.ready_timeout:g}s") from None
+        return unavailable("database_unreachable", f"the database did not answer within {db.ready_timeout:g}s")
     return Status(status="ready")
