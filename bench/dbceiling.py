@@ -15,8 +15,8 @@ from statistics import quantiles
 
 import asyncpg
 
-from api.db import keep_session
 from api.queries import SQL
+from bench.baselines.raw_minimal import no_reset
 
 PAGE = 100
 
@@ -47,7 +47,7 @@ async def drive_asyncpg(
 ) -> Measured:
     """`connections` tasks, each looping over pooled queries; latencies kept for the measured window."""
     pool = await asyncpg.create_pool(
-        url, min_size=connections, max_size=connections, server_settings={"TimeZone": "UTC"}, reset=keep_session
+        url, min_size=connections, max_size=connections, server_settings={"TimeZone": "UTC"}, reset=no_reset
     )
     latencies: list[float] = []
     counter = [0]

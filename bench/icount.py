@@ -25,31 +25,23 @@ import asyncpg
 import uvloop
 
 from api.app import create_app
-from api.db import Database, keep_session
 from api.ops.logging_config import logging_config
 from api.settings import Settings
-from bench import levers, tools
+from bench import levers, report, tools
 from bench import run as bench
 from bench.baselines import raw_minimal
 
 REQUESTS = 100  # N: the runs make N and 4N requests
 WARMUP = 50
-# (row, without: (app, request), with: (app, request)): the apps of bench/levers.py's variants,
-# "service" being users-api's way; then the whole apps, users-api against raw-minimal.
+# (row, without: (app, request), with: (app, request)): the variants of bench/levers.py, "service" having
+# every lever; then the whole apps, users-api against raw-minimal.
 LEVERS = [
-    ("the connection lent by a plain dependency and the route's `async with` (get one)",
-     ("yield", "get"), ("service", "get")),
-    ("routes added to the app itself (get one)", ("included", "get"), ("service", "get")),
-    ("FastAPI's native telemetry off while nothing is exported (get one)", ("telemetry on", "get"), ("service", "get")),
-    ("a timer on the connection's waits only when there is a wait (get one)", ("timed", "get"), ("service", "get")),
+    *((f"{lever} (get one)", (variant, "get"), ("service", "get")) for lever, _, variant, _ in levers.LEVERS),
     ("a page as one row, json_agg in PostgreSQL (list of 100)", ("service", "joined"), ("service", "page")),
-]  # fmt: skip
-# What the contract costs, kept whatever it costs: "with" is users-api's side, "without" the cheaper one.
+]
+# What parts of the contract cost, kept whatever they cost: "with" is users-api's side, "without" the cheaper one.
 COSTS = [
-    ("the first-come-first-served queue in front of asyncpg's pool (get one)", ("unqueued", "get"), ("service", "get")),
-    ("the id's checks: digits only, 1 to 2^63-1 (get one)", ("service", "get"), ("checked", "get")),
-    ("the pool injected with `Depends`, as the mission asks (get one)", ("no depends", "get"), ("service", "get")),
-    ("the edge's layer: the trace id and the body limit (get one)", ("service", "get"), ("edge", "get")),
+    *((f"{part} (get one)", (variant, "get"), ("service", "get")) for part, _, variant, _ in levers.COSTS),
     ("observability as configured by default: a log line per request, metrics (get one)",
      ("users-api-unobserved", "get"), ("users-api", "get")),
 ]  # fmt: skip
@@ -75,11 +67,10 @@ async def child(app_name: str, request_name: str, count: int, url: str) -> None:
             lifespan: AbstractAsyncContextManager[Any] = app.router.lifespan_context(app)
             state = dict(await stack.enter_async_context(lifespan) or {})
         else:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep_session)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=raw_minimal.no_reset)
             stack.push_async_callback(pool.close)
-            app = levers.variants(pool)[app_name]
-            queue = asyncio.Semaphore(1)
-            state = {"database": Database(pool, acquire_timeout=2.0, ready_timeout=1.0, queue=queue)}
+            app = levers.variants()[app_name]
+            state = {"pooled": levers.Pooled(pool)}
         if request_name == "get_64":  # 64 clients at once share the requests: most wait for a connection
             numbers = iter(range(WARMUP + count))
 
@@ -116,7 +107,8 @@ def instructions(valgrind: str, app_name: str, request_name: str, url: str) -> f
             capture_output=True, text=True, check=True, env=os.environ | {"ICOUNT_DATABASE_URL": url} | metrics,
         )  # fmt: skip
         found = COLLECTED.search(done.stderr)
-        assert found is not None, done.stderr[-2000:]
+        if found is None:
+            raise RuntimeError(f"callgrind printed no instruction count:\n{done.stderr[-2000:]}")
         counts.append(int(found.group(1)))
     return (counts[1] - counts[0]) / (3 * REQUESTS)
 
@@ -146,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Instructions per request, {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Produced by `make bench-icount` (`python -m bench.icount`): valgrind's callgrind counting the "
+        f"Produced by `make bench-icount` (`python -m bench.icount`) at {report.commit()}: valgrind's callgrind "
+        "counting the "
         f"instructions of the API's process, the difference between runs of {REQUESTS} and {4 * REQUESTS} "
         f"requests (after {WARMUP} more) divided by {3 * REQUESTS}, ASGI app called in-process, on the "
         "embedded PostgreSQL with 10,000 seeded users. The same code and requests give the same counts "

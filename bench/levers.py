@@ -2,10 +2,11 @@
 
 No HTTP server and no load generator: the ASGI app is called directly, so the CPU time of this
 process (time.process_time) per request is what the lever changes, without the noise of three
-processes sharing two cores. Each lever is measured against its alternative on the same database,
-in alternating rounds so that the machine's drift falls on both. Then users-api's whole app beside
-raw-minimal's, per workload; and get-one with 64 requests at once on a pool of 10, where requests
-wait for a connection, as under `make bench`'s load. Writes bench/results/levers-<timestamp>.md.
+processes sharing two cores. Each lever is a pair of minimal apps of the bench's own (`variants`),
+alike but for that lever, measured in alternating rounds on the same database so that the machine's
+drift falls on both. Then users-api's whole app beside raw-minimal's, per workload; and get-one with
+64 requests at once on a pool of 10, where requests wait for a connection, as under `make bench`'s
+load. Writes bench/results/levers-<timestamp>.md.
 """
 
 import asyncio
@@ -23,23 +24,23 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.telemetry import TelemetryConfig
 
 from api.app import create_app
-from api.db import Connection, Database, Db, Lease, keep_session
-from api.edge import Edge
 from api.queries import SQL
-from api.routes.users import UserId
 from api.settings import Settings
+from bench import report
 from bench import run as bench
+from bench.baselines.raw_minimal import no_reset
 
 ROUNDS = 7
 CALLS = 1000
 
-# users-api's page before this issue: 101 rows, each user's JSON built by json_build_object, joined in Python.
+# The page as it was once built: 101 rows, each user's JSON made by json_build_object, joined in Python.
 ROWS_OF_JSON = (
     "SELECT id, json_build_object('id', id, 'email', email, 'name', name, 'created_at', created_at, "
     "'updated_at', updated_at)::text AS body FROM users WHERE id > $1 ORDER BY id LIMIT $2"
 )
 
 App = Callable[..., Awaitable[None]]
+Connection = Any  # asyncpg's pooled connection proxy
 
 
 async def call(app: App, method: str, path: str, state: dict[str, Any], query: bytes = b"", body: bytes = b"") -> int:
@@ -68,7 +69,8 @@ async def call(app: App, method: str, path: str, state: dict[str, Any], query: b
             status = message["status"]
 
     await app(scope, receive, send)
-    assert status in (200, 201), f"{method} {path}: {status}"
+    if status not in (200, 201):
+        raise RuntimeError(f"{method} {path}: {status}, where a 200 or 201 was expected")
     return status
 
 
@@ -90,79 +92,126 @@ async def paired(
     return sorted(samples[0])[ROUNDS // 2], sorted(samples[1])[ROUNDS // 2]
 
 
-class TimedLease(Lease):
-    """The lease as first written: the queue's wait and pool.acquire each under a timeout, waiting or not."""
+class Pooled:
+    """A variant's database: the pool, and a first-come-first-served queue in front of it, one slot per connection.
+
+    What users-api's api/db.py keeps, written again here in its fewest lines, so that each lever is
+    measured on an app that differs from another by that lever alone, and the bench depends on no
+    module inside api/.
+    """
+
+    def __init__(self, pool: "asyncpg.Pool[asyncpg.Record]") -> None:
+        self.pool = pool
+        self.queue = asyncio.Semaphore(pool.get_max_size())
+
+
+ACQUIRE_TIMEOUT = 2.0
+
+
+class Lease:
+    """One pooled connection for an `async with` block, behind the queue, which is timed only when there is a wait."""
+
+    __slots__ = ("conn", "db")
+
+    def __init__(self, db: Pooled) -> None:
+        self.db = db
 
     async def __aenter__(self) -> Connection:
-        db = self.db
-        async with asyncio.timeout(db.acquire_timeout):
-            await db.queue.acquire()
+        if self.db.queue.locked():
+            async with asyncio.timeout(ACQUIRE_TIMEOUT):
+                await self.db.queue.acquire()
+        else:
+            await self.db.queue.acquire()
         try:
-            self.conn = await db.pool.acquire(timeout=db.acquire_timeout)
+            self.conn = await self.db.pool.acquire()
         except BaseException:
-            db.queue.release()
+            self.db.queue.release()
+            raise
+        return self.conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.db.pool.release(self.conn)
+        finally:
+            self.db.queue.release()
+
+
+class TimedLease(Lease):
+    """Both waits under a timer on every request, waiting or not."""
+
+    async def __aenter__(self) -> Connection:
+        async with asyncio.timeout(ACQUIRE_TIMEOUT):
+            await self.db.queue.acquire()
+        try:
+            self.conn = await self.db.pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except BaseException:
+            self.db.queue.release()
             raise
         return self.conn
 
 
-def variants(pool: "asyncpg.Pool[asyncpg.Record]") -> dict[str, FastAPI]:
-    """Apps for GET /users/{id} that differ from users-api's way by one lever each."""
+async def pooled(request: Request) -> Pooled:
+    db: Pooled = request.state.pooled
+    return db
 
-    async def get_one(user_id: int, db: Db) -> Response:  # users-api's way: a plain dependency, the route's block
-        async with Lease(db) as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
 
-    async def yielded(request: Request) -> AsyncIterator[Connection]:  # the way before: a yield dependency
-        db: Database = request.state.database
+Db = Annotated[Pooled, Depends(pooled)]
+
+
+def json_text(text: str) -> Response:
+    return Response(text, media_type="application/json")
+
+
+def variants() -> dict[str, FastAPI]:
+    """Apps for GET /users/{id} that differ from "service" (users-api's way) by one lever each.
+
+    Each reads its `Pooled` from the request's state, as the caller's lifespan state: {"pooled": ...}.
+    """
+
+    async def get_one(user_id: int, db: Db) -> Response:  # a plain dependency, the route's own block
         async with Lease(db) as conn:
+            return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
+
+    async def lent(request: Request) -> AsyncIterator[Connection]:  # the connection lent by a yield dependency
+        async with Lease(request.state.pooled) as conn:
             yield conn
 
-    async def get_yielded(user_id: int, conn: Annotated[Connection, Depends(yielded, scope="function")]) -> Response:
-        return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
+    async def get_lent(user_id: int, conn: Annotated[Connection, Depends(lent, scope="function")]) -> Response:
+        return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
-    async def get_timed(user_id: int, db: Db) -> Response:  # both waits under a timer on every request
+    async def get_timed(user_id: int, db: Db) -> Response:
         async with TimedLease(db) as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
+            return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
     async def get_unqueued(user_id: int, db: Db) -> Response:  # asyncpg's own pool queue alone
         async with db.pool.acquire() as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
-
-    async def get_checked(user_id: UserId, db: Db) -> Response:  # users-api's checks of the id
-        async with Lease(db) as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
+            return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
     async def get_undepended(user_id: int, request: Request) -> Response:  # the pool read without Depends
-        db: Database = request.state.database
-        async with Lease(db) as conn:
-            return Response(await conn.fetchval(SQL.get_user, user_id, column=1), media_type="application/json")
-
-    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    names = ("service", "yield", "included", "timed", "unqueued", "checked", "no depends", "edge")
-    apps = {name: FastAPI(telemetry=off) for name in names}
-    apps["telemetry on"] = FastAPI()
-    for name in ("service", "telemetry on", "edge"):
-        apps[name].add_api_route("/users/{user_id}", get_one)
-    apps["edge"].add_middleware(Edge, metered=False)  # its trace id and body limit; no line, no metrics
-    apps["no depends"].add_api_route("/users/{user_id}", get_undepended)
-    apps["yield"].add_api_route("/users/{user_id}", get_yielded)
-    apps["timed"].add_api_route("/users/{user_id}", get_timed)
-    apps["unqueued"].add_api_route("/users/{user_id}", get_unqueued)
-    apps["checked"].add_api_route("/users/{user_id}", get_checked)
-    router = APIRouter(prefix="/users")
-    router.add_api_route("/{user_id}", get_one)
-    apps["included"].include_router(router)
+        async with Lease(request.state.pooled) as conn:
+            return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
     async def page(after: int, db: Db, joined: bool = False) -> Response:
         async with Lease(db) as conn:
             if joined:
                 rows = await conn.fetch(ROWS_OF_JSON, after, 101)
-                return Response(f"[{','.join(row['body'] for row in rows[:100])}]", media_type="application/json")
+                return json_text(f"[{','.join(row['body'] for row in rows[:100])}]")
             found = await conn.fetchrow(SQL.list_users, after, 100)
-            assert found is not None
-            return Response(found["body"], media_type="application/json")
+            return json_text(found["body"])
 
+    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    routes: dict[str, Callable[..., Awaitable[Response]]] = {
+        "service": get_one, "yield": get_lent, "timed": get_timed, "unqueued": get_unqueued,
+        "no depends": get_undepended, "telemetry on": get_one,
+    }  # fmt: skip
+    apps = {name: FastAPI(telemetry=None if name == "telemetry on" else off) for name in routes}
+    for name, endpoint in routes.items():
+        apps[name].add_api_route("/users/{user_id}", endpoint)
     apps["service"].add_api_route("/users", page)
+    router = APIRouter(prefix="/users")
+    router.add_api_route("/{user_id}", get_one)
+    apps["included"] = FastAPI(telemetry=off)
+    apps["included"].include_router(router)
     return apps
 
 
@@ -170,7 +219,7 @@ async def measure_levers(url: str) -> list[tuple[str, str, float, str, float]]:
     """(lever, without, µs, with, µs) rows."""
     rows: list[tuple[str, str, float, str, float]] = []
     default_pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-    kept_pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=keep_session)
+    kept_pool = await asyncpg.create_pool(url, min_size=1, max_size=1, reset=no_reset)
     try:
 
         async def round_trip(pool: "asyncpg.Pool[asyncpg.Record]") -> None:
@@ -179,30 +228,20 @@ async def measure_levers(url: str) -> list[tuple[str, str, float, str, float]]:
             await pool.release(conn)
 
         a, b = await paired(lambda: round_trip(default_pool), lambda: round_trip(kept_pool))
-        rows.append(("pool release without asyncpg's reset query", "default reset", a, "reset=keep_session", b))
-        apps = variants(kept_pool)
-        state = {"database": Database(kept_pool, acquire_timeout=2.0, ready_timeout=1.0, queue=asyncio.Semaphore(1))}
+        rows.append(("pool release without asyncpg's reset query", "default reset", a, "no reset", b))
+        apps = variants()
+        state = {"pooled": Pooled(kept_pool)}
 
         def get(name: str) -> Callable[[], Awaitable[int]]:
             return lambda: call(apps[name], "GET", "/users/5", state)
 
-        for lever, without, name, with_ in (
-            ("the connection lent by a plain dependency and the route's `async with`", "yield dependency", "yield",
-             "plain Depends + async with"),
-            ("routes added to the app itself", "an included APIRouter", "included", "app.add_api_route"),
-            ("FastAPI's native telemetry off while nothing is exported", "on, unconfigured", "telemetry on", "off"),
-            ("a timer on the connection's waits only when there is a wait", "always", "timed", "only then"),
-        ):  # fmt: skip
+        for lever, without, name, with_ in LEVERS:
             a, b = await paired(get(name), get("service"))
             rows.append((f"{lever} (get one)", without, a, with_, b))
-
-        for lever, without, name, with_ in (
-            ("the first-come-first-served queue in front of asyncpg's pool", "pool alone", "unqueued", "queue + pool"),
-            ("the id's checks (digits only, 1 to 2^63-1)", "plain int", "service", "UserId"),
-        ):  # fmt: skip
+        for part, without, name, with_ in COSTS:
             # What the contract costs, kept whatever it costs: here "without" is the cheaper side.
-            a, b = await paired(get(name), get("checked" if name == "service" else "service"))
-            rows.append((f"{lever} (get one)", without, a, with_, b))
+            a, b = await paired(get(name), get("service"))
+            rows.append((f"{part} (get one)", without, a, with_, b))
 
         def page(joined: bool) -> Callable[[], Awaitable[int]]:
             query = b"after=0&joined=true" if joined else b"after=0"
@@ -216,6 +255,21 @@ async def measure_levers(url: str) -> list[tuple[str, str, float, str, float]]:
     return rows
 
 
+# (lever, without, the variant without it, with): "service" has every lever.
+LEVERS = [
+    ("the connection lent by a plain dependency and the route's `async with`", "yield dependency", "yield",
+     "plain Depends + async with"),
+    ("routes added to the app itself", "an included APIRouter", "included", "app.add_api_route"),
+    ("FastAPI's native telemetry off while nothing is exported", "on, unconfigured", "telemetry on", "off"),
+    ("a timer on the connection's waits only when there is a wait", "always", "timed", "only then"),
+]  # fmt: skip
+# (part of the contract, without, the variant without it, with): kept whatever they cost.
+COSTS = [
+    ("the first-come-first-served queue in front of asyncpg's pool", "pool alone", "unqueued", "queue + pool"),
+    ("the pool injected with `Depends`", "read from request.state", "no depends", "Depends"),
+]
+
+
 def bind(
     request: Callable[[App, dict[str, Any]], Awaitable[int]], app: App, state: dict[str, Any]
 ) -> Callable[[], Awaitable[int]]:
@@ -224,7 +278,7 @@ def bind(
 
 async def measure_apps(url: str) -> list[tuple[str, float, float]]:
     """(workload, users-api µs, raw-minimal µs): the whole apps, in-process, lifespans running."""
-    os.environ["DATABASE_URL"] = url  # raw-minimal reads it at import
+    os.environ["DATABASE_URL"] = url  # raw-minimal reads it in its lifespan
     from bench.baselines import raw_minimal
 
     service = create_app(Settings(_env_file=None, database_url=url))
@@ -249,6 +303,7 @@ async def measure_apps(url: str) -> list[tuple[str, float, float]]:
 
 CONCURRENT = 64  # requests at once, as wrk's connections in `make bench`
 EACH = 40  # requests each of them makes per round
+POOL = 10  # connections, as users-api's POOL_MAX_SIZE and raw-minimal's pool
 
 
 async def contended(app: App, state: dict[str, Any], latencies: list[float]) -> None:
@@ -268,30 +323,32 @@ async def measure_contention(url: str) -> list[tuple[str, float, float]]:
     os.environ["DATABASE_URL"] = url  # raw-minimal reads it in its lifespan
     from bench.baselines import raw_minimal
 
-    service = create_app(Settings(_env_file=None, database_url=url))
-    async with (
-        service.router.lifespan_context(service) as lifespan_state,
-        raw_minimal.app.router.lifespan_context(raw_minimal.app),
-    ):
-        state = dict(lifespan_state or {})
-        database: Database = state["database"]
-        # The same pool, with a queue too wide ever to wait: requests wait in asyncpg's pool alone.
-        unqueued = state | {"database": Database(database.pool, 2.0, 1.0, asyncio.Semaphore(10 * CONCURRENT))}
-        apps: dict[str, tuple[App, dict[str, Any]]] = {
-            "users-api": (service, state),
-            "users-api without its queue": (service, unqueued),
-            "raw-minimal": (raw_minimal.app, {}),
-        }
-        cpu: dict[str, list[float]] = {name: [] for name in apps}
-        latencies: dict[str, list[float]] = {name: [] for name in apps}
-        for app, app_state in apps.values():  # warm-up
-            await contended(app, app_state, [])
-        for _ in range(ROUNDS):
-            for name, (app, app_state) in apps.items():
-                gc.collect()
-                started = time.process_time()
-                await contended(app, app_state, latencies[name])
-                cpu[name].append((time.process_time() - started) / (CONCURRENT * EACH) * 1e6)
+    service = create_app(Settings(_env_file=None, database_url=url, pool_max_size=POOL))
+    pool = await asyncpg.create_pool(url, min_size=POOL, max_size=POOL, reset=no_reset)
+    lever = variants()
+    try:
+        async with (
+            service.router.lifespan_context(service) as lifespan_state,
+            raw_minimal.app.router.lifespan_context(raw_minimal.app),
+        ):
+            apps: dict[str, tuple[App, dict[str, Any]]] = {
+                "users-api": (service, dict(lifespan_state or {})),
+                "raw-minimal": (raw_minimal.app, {}),
+                "the queue's lever: queue + pool": (lever["service"], {"pooled": Pooled(pool)}),
+                "the queue's lever: pool alone": (lever["unqueued"], {"pooled": Pooled(pool)}),
+            }
+            cpu: dict[str, list[float]] = {name: [] for name in apps}
+            latencies: dict[str, list[float]] = {name: [] for name in apps}
+            for app, app_state in apps.values():  # warm-up
+                await contended(app, app_state, [])
+            for _ in range(ROUNDS):
+                for name, (app, app_state) in apps.items():
+                    gc.collect()
+                    started = time.process_time()
+                    await contended(app, app_state, latencies[name])
+                    cpu[name].append((time.process_time() - started) / (CONCURRENT * EACH) * 1e6)
+    finally:
+        await pool.close()
     rows = []
     for name in apps:
         ordered = sorted(latencies[name])
@@ -307,13 +364,15 @@ def main() -> int:
         levers = uvloop.run(measure_levers(db.url))
         whole = uvloop.run(measure_apps(db.url))
         contention = uvloop.run(measure_contention(db.url))
+    raw = dict((name, us) for name, us, _ in contention)["raw-minimal"]
     lines = [
         f"# Optimisation levers, {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Produced by `make bench-levers` (`python -m bench.levers`): CPU time of one process per request, "
-        f"median of {ROUNDS} rounds of {CALLS} sequential requests, the two sides of each row in alternating "
-        "rounds, ASGI app called in-process (no HTTP server, no load generator), on the embedded PostgreSQL "
-        "with 10,000 seeded users.",
+        f"Produced by `make bench-levers` (`python -m bench.levers`) at {report.commit()}: CPU time of one "
+        f"process per request, median of {ROUNDS} rounds of {CALLS} sequential requests, the two sides of each row "
+        "in alternating rounds, ASGI app called in-process (no HTTP server, no load generator), on the embedded "
+        "PostgreSQL with 10,000 seeded users. Each lever is a pair of the bench's minimal apps "
+        "(bench/levers.py, `variants`), alike but for it.",
         "",
         "| lever | without | CPU µs/request | with | CPU µs/request | saved |",
         "|---|---|--:|---|--:|--:|",
@@ -324,14 +383,14 @@ def main() -> int:
         "",
         "| workload | users-api µs/request | raw-minimal µs/request | ratio |",
         "|---|--:|--:|--:|",
-        *(f"| {workload} | {ours:.0f} | {raw:.0f} | {ours / raw:.2f} |" for workload, ours, raw in whole),
+        *(f"| {workload} | {ours:.0f} | {raw_us:.0f} | {ours / raw_us:.2f} |" for workload, ours, raw_us in whole),
         "",
-        f"Get one, {CONCURRENT} requests at once on users-api's pool of 10 connections ({EACH} each per round; "
-        "the CPU is the median round's, the latency ratio over every request of every round):",
+        f"Get one, {CONCURRENT} requests at once on a pool of {POOL} connections ({EACH} each per round; the CPU is "
+        "the median round's, the latency ratio over every request of every round):",
         "",
         "| app | CPU µs/request | ratio to raw-minimal | p99 / p50 latency |",
         "|---|--:|--:|--:|",
-        *(f"| {name} | {us:.0f} | {us / contention[-1][1]:.2f} | {tail:.1f} |" for name, us, tail in contention),
+        *(f"| {name} | {us:.0f} | {us / raw:.2f} | {tail:.1f} |" for name, us, tail in contention),
         "",
     ]  # fmt: skip
     publish("levers", started, lines)

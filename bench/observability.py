@@ -1,8 +1,8 @@
 """`make bench-observability`: what seeing inside costs a get-one, in CPU, request by request.
 
-Three builds of users-api's app in one process, on one database: as configured by default (a log
-line per request, metrics), unobserved (METRICS=false, LOG_LEVEL=warning: the trace id stays, it is
-the contract), and without the edge layer at all. Their requests alternate one by one, so that the
+Two builds of users-api's app in one process, on one database: as configured by default (a log
+line per request, metrics), and unobserved (METRICS=false, LOG_LEVEL=warning: the trace id stays, it
+is the contract). Their requests alternate one by one, so that the
 drift of two shared cores, which moves `make bench`'s rounds by 20-30%, falls on the three alike;
 time.process_time() around each request counts this process's CPU only (PostgreSQL's is not). The
 log lines go to /dev/null through the service's own handler, flushed as it flushes them. Each run
@@ -24,30 +24,26 @@ from typing import Any
 import uvloop
 
 from api.app import create_app
-from api.edge import Edge
-from api.logs import REQUEST_LOGGER
 from api.ops.logging_config import logging_config
 from api.settings import Settings
-from bench import levers
+from bench import levers, report
 from bench import run as bench
 
-RUNS = 6  # each of the 3 orders of the builds twice: the build called first or last is not always the same
+RUNS = 6  # each of the 2 orders of the builds three times: the build called first is not always the same
 REQUESTS = 4000  # per build and run, after WARMUP each
 WARMUP = 300
-BUILDS = ("observed", "unobserved", "no edge")
+BUILDS = ("observed", "unobserved")
+REQUEST_LINES = "api.requests"  # the logger of a request's line, as the operators' guide names it
 
 
 async def child(url: str, order: list[str]) -> dict[str, float]:
     """Mean CPU µs per get-one of each build, their requests interleaved in `order`."""
     logging.config.dictConfig(logging_config("info", "text"))
-    lines = logging.getLogger(REQUEST_LOGGER)
-    apps = {}
-    for build in order:
-        app = create_app(Settings(_env_file=None, database_url=url, metrics=build == "observed", pool_max_size=2))
-        if build == "no edge":
-            edge: object = Edge
-            app.user_middleware = [m for m in app.user_middleware if m.cls is not edge]
-        apps[build] = app
+    lines = logging.getLogger(REQUEST_LINES)
+    apps = {
+        build: create_app(Settings(_env_file=None, database_url=url, metrics=build == "observed", pool_max_size=2))
+        for build in order
+    }
     cpu: dict[str, list[float]] = {build: [] for build in BUILDS}
     async with AsyncExitStack() as stack:
         states = {}
@@ -84,23 +80,21 @@ def main() -> int:
             bench.progress(f"run {run}/{RUNS}: " + ", ".join(f"{b} {us:.1f} µs" for b, us in runs[-1].items()))
     mean = {build: statistics.mean(run[build] for run in runs) for build in BUILDS}
     rows = "\n".join(
-        f"| {n} | {r['observed']:.1f} | {r['unobserved']:.1f} | {r['no edge']:.1f} | "
-        f"{r['observed'] - r['unobserved']:+.1f} ({r['observed'] / r['unobserved'] - 1:+.1%}) | "
-        f"{r['unobserved'] - r['no edge']:+.1f} ({r['unobserved'] / r['no edge'] - 1:+.1%}) |"
+        f"| {n} | {r['observed']:.1f} | {r['unobserved']:.1f} | "
+        f"{r['observed'] - r['unobserved']:+.1f} ({r['observed'] / r['unobserved'] - 1:+.1%}) |"
         for n, r in [*enumerate(runs, 1), ("mean", mean)]
     )
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
     out = bench.RESULTS / f"observability-{started:%Y%m%dT%H%M%SZ}.md"
     out.write_text(
         f"# What observability costs a get-one, {started:%Y-%m-%d %H:%M} UTC\n\n"
-        f"Produced by `make bench-observability` (`python -m bench.observability`): {RUNS} processes, each "
-        f"building users-api's app three ways and calling them in turn, one GET /users/{{id}} each, "
+        f"Produced by `make bench-observability` (`python -m bench.observability`) at {report.commit()}: {RUNS} "
+        f"processes, each building users-api's app two ways and calling them in turn, one GET /users/{{id}} each, "
         f"{REQUESTS} times after {WARMUP}, in an order that rotates from run to run, ASGI in-process "
         "on the embedded PostgreSQL (1,000 users). "
         "Mean CPU µs of this process per request (time.process_time(); PostgreSQL's CPU not counted; "
         "uvicorn's HTTP work not included: a share of a request served over HTTP is smaller).\n\n"
-        "| run | as configured by default | unobserved | without the edge layer | default over unobserved "
-        "| the edge layer (trace id, body limit) |\n|--:|--:|--:|--:|--:|--:|\n" + rows + "\n",
+        "| run | as configured by default | unobserved | default over unobserved |\n|--:|--:|--:|--:|\n" + rows + "\n",
         encoding="utf-8",
     )
     bench.progress(f"wrote {out.relative_to(bench.ROOT)}")

@@ -1,11 +1,24 @@
-"""CPU time and memory of processes, read from /proc (Linux)."""
+"""CPU time, memory and parents of processes, read from /proc (Linux)."""
 
 import os
 from pathlib import Path
 
-from api.ops.processes import stat_fields
-
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: [0] is the state, [1] the parent's pid,
+    [11] to [14] the CPU ticks of the process (user, system) and of its reaped children (proc(5))."""
+    # The command name may hold spaces and parentheses; the fields after the last ')' do not.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def parent_of(pid: int) -> int | None:
+    """The pid of `pid`'s parent, if `pid` runs on this machine."""
+    try:
+        return int(stat_fields(pid)[1])
+    except FileNotFoundError:
+        return None
 
 
 def _children(pid: int) -> list[int]:

@@ -3,6 +3,8 @@
 import importlib.metadata
 import os
 import platform
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +14,7 @@ from typing import Any
 
 from bench import wrk
 
-LEVERS = Path(__file__).parent / "levers.md"
+ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = [
     "users-api", "users-api-unobserved", "users-api-2w", "raw-minimal", "orm", "http-ceiling",
     "db-asyncpg", "db-pgbench",
@@ -68,7 +70,7 @@ def median_of(runs: Sequence[Run], system: str, workload: str, attribute: str) -
 
 
 def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | None]]:
-    """(what, measured, target, met) for every target of the benchmark issue."""
+    """(what, measured, target, met) for every target users-api holds itself to (docs/benchmarks.md)."""
 
     def rps(system: str, workload: str) -> float | None:
         return median_of(runs, system, workload, "rps")
@@ -141,6 +143,23 @@ def _machine() -> list[str]:
     ]
 
 
+def commit() -> str:
+    """The checkout's commit, as results files name it: short hash, and whether files differed from it."""
+    git = shutil.which("git")
+    try:
+        if git is None:
+            raise FileNotFoundError("git")
+        head = subprocess.run(  # noqa: S603 - git, fixed arguments
+            [git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(  # noqa: S603 - git, fixed arguments
+            [git, "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit (no git repository)"
+    return f"commit {head}" + (" with uncommitted changes" if changed else "")
+
+
 def _versions() -> str:
     found = []
     for package in PACKAGES:
@@ -169,7 +188,8 @@ def write(
     lines = [
         f"# Benchmark {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Produced by `{'make bench-quick' if config['quick'] else 'make bench'}` (`python -m bench.run`), "
+        f"Produced by `{'make bench-quick' if config['quick'] else 'make bench'}` (`python -m bench.run`) at "
+        f"{commit()}, "
         f"{config['rounds']} round(s) with the order of systems rotated, {config['warmup']:g} s warm-up discarded "
         f"and {config['seconds']:g} s measured per run, {config['connections']} HTTP connections, "
         f"{config['workers']} uvicorn worker(s) per HTTP system, {config['db_connections']} connections for the "
@@ -240,8 +260,6 @@ def write(
         *(f"- {name}: `{command}`" for name, command in commands.items()),
         "",
     ]
-    if LEVERS.exists():
-        lines += [LEVERS.read_text(encoding="utf-8").rstrip(), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path, chart
 

@@ -1,7 +1,8 @@
 """`make bench`: users-api beside the ORM way and the ceilings, on one PostgreSQL, in one run.
 
 Every system gets the same load (wrk, 64 connections, warm-up discarded), the same database and
-data, in rounds whose order rotates. Writes bench/results/<timestamp>.md and a PNG chart.
+data, in rounds whose order rotates. Writes bench/results/<timestamp>.md and a PNG chart (the folder
+is git-ignored; docs/benchmarks.md quotes the latest run).
 """
 
 import argparse
@@ -24,9 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from api.ops import migrator
 from api.ops.cluster import Cluster, EmbeddedCluster, cluster_for, find_available_port
-from api.ops.processes import parent_of
 from bench import dbceiling, procstat, report, systems, wrk
 from bench.report import SYSTEMS, WORKLOADS, Run
 
@@ -65,7 +64,9 @@ class Config:
 
 
 @dataclass(frozen=True)
-class Database:
+class BenchDatabase:
+    """The database every system of a run is measured on, and where its server's CPU is read."""
+
     url: str
     server: dbceiling.Server
     postmaster_pid: int | None
@@ -103,13 +104,13 @@ def parse_args(argv: list[str] | None) -> Config:
 
 
 @contextmanager
-def database(pgdata: Path) -> Iterator[Database]:
+def database(pgdata: Path) -> Iterator[BenchDatabase]:
     """The bench database on DATABASE_URL's server, or on an embedded one (its files in `pgdata`) over TCP."""
     with cluster_for(os.environ.get("DATABASE_URL"), pgdata) as cluster:
         yield _bench_database(cluster)
 
 
-def _bench_database(cluster: Cluster) -> Database:
+def _bench_database(cluster: Cluster) -> BenchDatabase:
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
         conn.execute(DROP_DATABASE)
         conn.execute(CREATE_DATABASE)
@@ -118,11 +119,11 @@ def _bench_database(cluster: Cluster) -> Database:
     local = cluster.host in LOCAL_HOSTS or cluster.host.startswith("/")  # TCP on this machine, or its socket
     if postmaster is None and backend is not None and local:
         # A server given by URL that runs here: its PostgreSQL CPU is its backends' parent's. Asking it is
-        # SQL, which the harness may run and api/ may not: hence here, not in RunningCluster.
-        postmaster = parent_of(backend[0])
+        # SQL, which the harness may run and api/ does not: hence here, not in RunningCluster.
+        postmaster = procstat.parent_of(backend[0])
     server = dbceiling.Server(cluster.host, cluster.port, cluster.user, cluster.password, BENCH_DATABASE)
     embedded = isinstance(cluster, EmbeddedCluster)
-    return Database(
+    return BenchDatabase(
         url=cluster.url(BENCH_DATABASE),
         server=server,
         postmaster_pid=postmaster,
@@ -135,9 +136,8 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def seed(db: Database, rows: int) -> tuple[float, str]:
-    """Migrate and seed through the service's own CLI; return rows/s and the command."""
-    migrator.apply(db.url, migrator.role_of(db.url))
+def seed(db: BenchDatabase, rows: int) -> tuple[float, str]:
+    """Migrate and seed through the service's own command line; return rows/s and the command."""
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
         command,
@@ -152,7 +152,7 @@ def seed(db: Database, rows: int) -> tuple[float, str]:
     return rate, "DATABASE_URL=... users-api seed " + str(rows)
 
 
-def measure_http(system: systems.System, workload: str, config: Config, db: Database) -> Run:
+def measure_http(system: systems.System, workload: str, config: Config, db: BenchDatabase) -> Run:
     tag = secrets.token_hex(4)
     warm = wrk.run(system.url, workload, config.rows, tag + "w", config.connections, config.warmup)
     cpu_api, cpu_pg = procstat.cpu_seconds(system.pid), _pg_cpu(db)
@@ -173,7 +173,7 @@ def measure_http(system: systems.System, workload: str, config: Config, db: Data
     )
 
 
-def measure_asyncpg(workload: str, config: Config, db: Database) -> Run:
+def measure_asyncpg(workload: str, config: Config, db: BenchDatabase) -> Run:
     cpu_pg = _pg_cpu(db)
     started = time.perf_counter()
     measured = asyncio.run(
@@ -195,7 +195,7 @@ def measure_asyncpg(workload: str, config: Config, db: Database) -> Run:
 
 
 def measure_pgbench(
-    pgbench: Path, scripts: dict[str, Path], workload: str, config: Config, db: Database
+    pgbench: Path, scripts: dict[str, Path], workload: str, config: Config, db: BenchDatabase
 ) -> tuple[Run, list[str]]:
     connections = config.db_connections
     warm = dbceiling.pgbench_command(
@@ -209,7 +209,7 @@ def measure_pgbench(
     return _database_run("db-pgbench", workload, measured, cpu_pg * 1e6 / max(measured.requests, 1), db), command
 
 
-def _database_run(system: str, workload: str, measured: dbceiling.Measured, pg_cpu_us: float, db: Database) -> Run:
+def _database_run(system: str, workload: str, measured: dbceiling.Measured, pg_cpu_us: float, db: BenchDatabase) -> Run:
     """A database ceiling's run: no HTTP, so no API process; PostgreSQL's CPU when its process is known."""
     return Run(
         round=0,
@@ -225,7 +225,7 @@ def _database_run(system: str, workload: str, measured: dbceiling.Measured, pg_c
     )
 
 
-def _pg_cpu(db: Database) -> float:
+def _pg_cpu(db: BenchDatabase) -> float:
     return procstat.cpu_seconds(db.postmaster_pid, with_reaped_children=True) if db.postmaster_pid else 0.0
 
 

@@ -20,7 +20,7 @@ from yoyo import get_backend, read_migrations
 
 from api.ops import migrator
 from api.ops.cluster import EmbeddedCluster, find_available_port, postmaster_pid
-from api.ops.processes import alive, parent_of
+from api.ops.processes import alive
 from api.resources import resource_dir
 from tests.helpers import APP, OWNER, ClientFactory, ServedAPI, Service, create, owner_url
 
@@ -184,8 +184,15 @@ async def test_a_migration_applied_and_rolled_back_under_load_costs_no_request(
 
 def children(pid: int) -> list[int]:
     """The processes `pid` started that still run: uvicorn's workers, multiprocessing's resource tracker."""
-    found = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    return [child for child in found if parent_of(child) == pid and alive(child)]
+    try:
+        found = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except FileNotFoundError:  # `pid` itself has ended
+        return []
+    return [child for child in found if alive(child)]
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:

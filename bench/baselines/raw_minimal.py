@@ -1,6 +1,6 @@
 """raw-minimal: the least FastAPI app that runs users-api's query files; users-api's own cost is measured against it.
 
-As issue 10 describes it, nothing more and nothing less: FastAPI; an asyncpg pool created in the
+Nothing more and nothing less: FastAPI; an asyncpg pool created in the
 lifespan with reset off and TimeZone=UTC (sized as users-api's, 2 to 10); each route, declared on
 the app, calls pool.fetchrow/fetchval/fetch with the text of the sql/ file and returns PostgreSQL's
 JSON text as a Response; no dependency, no queue, no middleware, no custom validators, default
@@ -19,14 +19,14 @@ from pydantic import BaseModel
 from api.queries import SQL
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """Reset off: no query when a connection goes back to the pool."""
+async def no_reset(conn: asyncpg.Connection) -> None:
+    """Reset off: no query when a connection goes back to the pool (users-api's pool does the same)."""
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = await asyncpg.create_pool(
-        os.environ["DATABASE_URL"], min_size=2, max_size=10, reset=_no_reset, server_settings={"TimeZone": "UTC"}
+        os.environ["DATABASE_URL"], min_size=2, max_size=10, reset=no_reset, server_settings={"TimeZone": "UTC"}
     )
     yield
     await app.state.pool.close()

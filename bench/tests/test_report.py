@@ -1,0 +1,106 @@
+"""The results file: figures are medians of valid runs, ratios meet or miss their targets, the chart is drawn."""
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from bench import report, wrk
+from bench.tests.test_tools import FAKE_WRK
+
+
+def test_wrk_results_are_read_with_every_error_counted() -> None:
+    line = (
+        'BENCH_RESULT {"requests":5000,"duration_us":2000000,"non2xx":3,"connect":1,"read":0,"write":0,'
+        '"timeout":2,"p50_us":4000,"p99_us":9000,"max_us":12000}'
+    )
+
+    result = wrk.parse("Running 2s test\n" + line + "\n")
+
+    assert (result.requests, result.seconds, result.p50_ms, result.p99_ms) == (5000, 2.0, 4.0, 9.0)
+    assert (result.non2xx, result.socket_errors, result.errors) == (3, 3, 6)
+
+
+def run(round_number: int, system: str, workload: str, rps: float, errors: int = 0, cpu: float = 100.0) -> report.Run:
+    return report.Run(
+        round=round_number,
+        system=system,
+        workload=workload,
+        rps=rps,
+        p50_ms=10.0,
+        p99_ms=20.0,
+        errors=errors,
+        api_cpu_us=cpu,
+        pg_cpu_us=50.0,
+        api_rss_mib=60.0,
+    )
+
+
+def fake_runs() -> list[report.Run]:
+    runs = []
+    for workload in report.WORKLOADS:
+        runs += [run(r, "users-api", workload, rps) for r, rps in ((1, 6000.0), (2, 7000.0), (3, 6500.0))]
+        runs += [run(r, "orm", workload, 1000.0) for r in (1, 2, 3)]
+        runs += [run(r, "raw-minimal", workload, 8000.0, cpu=80.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-2w", workload, 7800.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-unobserved", workload, 6700.0, cpu=95.0) for r in (1, 2, 3)]
+        runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
+    runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
+    return runs
+
+
+def test_ratios_use_medians_of_valid_runs_only() -> None:
+    found = {what: (value, met) for what, value, _, met in report.ratios(fake_runs())}
+
+    assert found["users-api / ORM, get"] == (6.5, True)
+    assert found["users-api / ORM, list_start"] == (6.5, False)
+    assert found["users-api / HTTP ceiling, get"] == (0.65, True)
+    assert found["users-api p99 / p50, get"] == (2.0, True)
+    assert found["users-api API CPU / raw-minimal's, get"] == (1.25, False)
+    assert found["users-api API CPU / raw-minimal's, mix"] == (1.25, None), "no target on the mix"
+    assert found["users-api WORKERS=2 / WORKERS=1 req/s, get"] == (1.2, None)
+    assert found["users-api req/s / users-api-unobserved's, get"] == (6500 / 6700, True)
+    assert found["users-api API CPU / users-api-unobserved's, get"] == (100 / 95, None)
+
+
+def write_report(path: Path) -> str:
+    markdown, chart = report.write(
+        path,
+        fake_runs(),
+        config={
+            "quick": True,
+            "rounds": 3,
+            "warmup": 3,
+            "seconds": 10,
+            "connections": 64,
+            "workers": 1,
+            "db_connections": 10,
+            "rows": 1000,
+        },
+        seed_rate=123456.0,
+        commands={"load": "wrk ..."},
+        pg_settings=[("fsync", "on", None), ("shared_buffers", "16384", "8kB")],
+        started=datetime(2026, 1, 1),
+        embedded=True,
+    )
+    assert chart.stat().st_size > 0
+    return markdown.read_text()
+
+
+def test_the_results_file_and_chart_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "wrk").write_text(FAKE_WRK)
+    (tmp_path / "wrk").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    text = write_report(tmp_path / "run.md")
+
+    assert "| users-api / ORM, get | 6.50 | >= 5x | yes |" in text
+    assert "round 4 get users-api: 5 non-2xx or socket errors" in text
+    assert "| shared_buffers | 16384 8kB |" in text
+    assert "wrk: wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer" in text
+
+
+def test_the_results_file_says_when_wrk_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    assert "; wrk: not installed" in write_report(tmp_path / "run.md")

@@ -1,0 +1,22 @@
+"""`make bench`'s database: made afresh on the server it is given, or on an embedded one of its own."""
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from api.ops.processes import alive
+
+
+def test_the_bench_database_is_made_on_a_fresh_embedded_server(
+    scratch_pgdata: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import run
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with run.database(scratch_pgdata) as db, psycopg.connect(db.url) as conn:
+        found = conn.execute("SELECT current_database()").fetchone()
+        postmaster_running = db.postmaster_pid is not None and alive(db.postmaster_pid)
+
+    assert found == (run.BENCH_DATABASE,)
+    assert postmaster_running, "the server's CPU is read from its postmaster"
