@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-profile clean
+.PHONY: run test check lint migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -11,14 +11,21 @@ run: $(VENV)/.run-installed
 migrate: $(VENV)/.run-installed
 	$(BIN)/users-api migrate
 
-test: $(VENV)/.dev-installed
+# Everything: the linters, then every test (CI runs this).
+test: lint
+	$(BIN)/pytest
+
+# The edit-test loop: the linters, then the tests not marked slow (no server of their own, no load).
+check: lint
+	$(BIN)/pytest -m "not slow"
+
+lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check api tests bench
 	$(BIN)/ruff format --check api tests bench
 	$(BIN)/sqlfluff lint sql migrations
 	$(BIN)/squawk --exclude=prefer-robust-stmts migrations/*.sql
-	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/mypy
 
 # sql/README.md, from the files' headers and their plans on a seeded table; make test checks it is current.
 sql-catalog: $(VENV)/.dev-installed

@@ -63,7 +63,7 @@ class Edge:
         if content_length is not None:
             app = limits.refusal(content_length, self.max_body_bytes) or app
         if transfer_encoding is not None or scope.get("http_version") not in limits.FRAMED:
-            receive = limits.counted(receive, self.max_body_bytes)
+            receive = limits.bounded(receive, self.max_body_bytes)
         token = CURRENT.set((scope, header))
         started = time.perf_counter()
         TALLY.active += 1

@@ -34,7 +34,7 @@ def refusal(content_length: bytes, max_bytes: int = MAX_BODY_BYTES) -> ASGIApp |
 FRAMED = ("1.0", "1.1")
 
 
-def counted(receive: Receive, max_bytes: int = MAX_BODY_BYTES) -> Receive:
+def bounded(receive: Receive, max_bytes: int = MAX_BODY_BYTES) -> Receive:
     """`receive`, counting what a streamed body has sent so far, refusing it once past `max_bytes`."""
     received = 0
 

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import select
 import sys
 import time
 from contextvars import ContextVar
@@ -101,9 +102,10 @@ class Writable(Protocol):
     def write(self, data: memoryview, /) -> int | None: ...
 
 
-# POSIX's least PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with another
-# process's write to it. Workers share stderr's pipe; writes this size, ending on a line, never mix lines.
-PIPE_BUF = 512 * 8
+# A write of at most PIPE_BUF bytes to a pipe is never interleaved with another process's write to it
+# (POSIX). Workers share stderr's pipe; writes this size, ending on a line, never mix lines. The
+# platform's own value (Linux's is 4,096); POSIX guarantees 512 at least, taken where none is known.
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 FLUSH_SECONDS = 0.1
 
 
@@ -133,6 +135,7 @@ class BatchedLines(logging.Handler):
         if not isinstance(fmt, TextFormatter | JsonLines):
             raise TypeError(f"{type(fmt).__name__} cannot write a request's line: TextFormatter or JsonLines")
         super().setFormatter(fmt)
+        self.line_formatter = fmt  # the same, typed as one that writes a request's line from its fields
 
     def write_request(self, level: int, fields: RequestFields) -> None:
         """A request's line: its fields held as they are, formatted with the others at the write-out.
@@ -191,8 +194,7 @@ class BatchedLines(logging.Handler):
     def _format_requests(self) -> None:
         if not self.requests:
             return
-        formatter = self.formatter
-        assert isinstance(formatter, TextFormatter | JsonLines)  # setFormatter allows no other
+        formatter = self.line_formatter
         requests, self.requests = self.requests, []
         for level, fields, created in requests:
             self._add(formatter.request_line(level, fields, created))

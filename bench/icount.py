@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     jobs = list(dict.fromkeys([side for _, *sides in LEVERS + COSTS for side in sides] + WHOLE_JOBS))
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
-        bench.seed(db, 10_000)
+        bench.populate(db, 10_000)
 
         def count(job: tuple[str, str]) -> float:
             return instructions(valgrind, job[0], job[1], db.url)

@@ -360,7 +360,7 @@ async def measure_contention(url: str) -> list[tuple[str, float, float]]:
 def main() -> int:
     started = datetime.now(UTC)
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
-        bench.seed(db, 10_000)
+        bench.populate(db, 10_000)
         levers = uvloop.run(measure_levers(db.url))
         whole = uvloop.run(measure_apps(db.url))
         contention = uvloop.run(measure_contention(db.url))

@@ -67,7 +67,7 @@ def main() -> int:
     started = datetime.now(UTC)
     runs: list[dict[str, float]] = []
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
-        bench.seed(db, 1000)
+        bench.populate(db, 1000)
         for run in range(1, RUNS + 1):
             shift = run % len(BUILDS)
             order = ",".join(BUILDS[shift:] + BUILDS[:shift])

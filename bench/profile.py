@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=False,
     )
     with tempfile.TemporaryDirectory() as scratch, bench.database(bench.ROOT / ".pgdata-bench") as db:
-        bench.seed(db, args.rows)
+        bench.populate(db, args.rows)
         api = systems.users_api(db.url, find_available_port(), workers=1)
         api.start(Path(scratch))
         raw = Path(scratch) / "profile.txt"

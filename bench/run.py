@@ -136,7 +136,7 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def seed(db: BenchDatabase, rows: int) -> tuple[float, str]:
+def populate(db: BenchDatabase, rows: int) -> tuple[float, str]:
     """Migrate and seed through the service's own command line; return rows/s and the command."""
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch, database(ROOT / ".pgdata-bench") as db:
         logs = Path(scratch)
         progress(f"seeding {config.rows:,} users")
-        seed_rate, commands["seed"] = seed(db, config.rows)
+        seed_rate, commands["seed"] = populate(db, config.rows)
         progress(f"seeded at {seed_rate:,.0f} rows/s")
         api = systems.users_api(db.url, find_available_port(), config.workers)
         http = [

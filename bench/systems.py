@@ -38,7 +38,8 @@ class System:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
+        if self.process is None:
+            raise RuntimeError(f"{self.name} has not been started")
         return self.process.pid
 
     def start(self, log_dir: Path) -> None:

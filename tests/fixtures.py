@@ -9,13 +9,14 @@ once, as the owner, into a template database; pytest-postgresql clones it for ea
 under test connects as the app role.
 """
 
+import asyncio
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
@@ -24,19 +25,23 @@ import pytest
 from psycopg import sql
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import create_app
 from api.ops import migrator
-from api.ops.cluster import Cluster, cluster_for
+from api.ops.cluster import Cluster, EmbeddedCluster, cluster_for
 from api.ops.embedded import find_binaries
 from api.ops.provision import create_roles, find_psql
-from api.ops.seed import seed
+from api.ops.seed import copy_users
 from tests.helpers import (
     APP,
+    MODULE_DATABASE,
     OWNER,
+    SEEDED_DATABASE,
     TEST_DATABASES,
     USERS,
     ClientFactory,
+    ServedAPI,
     database_made_by_dba,
     fresh_database,
     make_settings,
@@ -44,13 +49,14 @@ from tests.helpers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+SUITE_PGDATA = ROOT / ".pgdata-test"
 TEST_DATABASE = "users_api_test"
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The server the suite uses: TEST_DATABASE_URL's, or an embedded one of its own, durability off."""
-    with cluster_for(os.environ.get("TEST_DATABASE_URL"), ROOT / ".pgdata-test", durable=False) as found:
+    with cluster_for(os.environ.get("TEST_DATABASE_URL"), SUITE_PGDATA, durable=False) as found:
         yield found
 
 
@@ -173,19 +179,81 @@ def private() -> Iterator[Path]:
     shutil.rmtree(home)
 
 
-@pytest.fixture
-async def seeded(database_url: str, owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the test database holding 200,000 users, loaded with COPY and analysed.
+@pytest.fixture(scope="session")
+def seeded_database(cluster: Cluster, migrated_template: NoopExecutor) -> Iterator[str]:
+    """A database holding 200,000 users, loaded with COPY and analysed once per run, as its owner's URL.
 
-    Seeded as the app role, as `users-api seed` does; analysed as the owner, since the app role may not.
+    For tests that only read it: the plans of the query files and the catalogue. Cloned from the
+    migrated template, seeded as the app role, as `users-api seed` does; analysed as the owner, since
+    the app role may not.
     """
-    await seed(database_url, USERS)
-    conn = await asyncpg.connect(owner_database_url)
+    janitor = DatabaseJanitor(
+        user=cluster.user,
+        host=cluster.host,
+        port=cluster.port,
+        password=cluster.password,
+        dbname=SEEDED_DATABASE,
+        template_dbname=migrated_template.template_dbname,
+    )
+    janitor.drop()  # left over by an interrupted run
+    with janitor:
+        asyncio.run(copy_users(cluster.url(SEEDED_DATABASE, APP), USERS))
+        with psycopg.connect(cluster.url(SEEDED_DATABASE, OWNER), autocommit=True) as conn:
+            conn.execute("ANALYZE users")
+        yield cluster.url(SEEDED_DATABASE, OWNER)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(cluster: Cluster, migrated_template: NoopExecutor) -> Iterator[str]:
+    """A database of the test module's own, cloned once from the template, as the app role.
+
+    For tests that each leave it as they found it, such as refusals that must store nothing: a module
+    of a hundred of them clones one database rather than a hundred.
+    """
+    janitor = DatabaseJanitor(
+        user=cluster.user,
+        host=cluster.host,
+        port=cluster.port,
+        password=cluster.password,
+        dbname=MODULE_DATABASE,
+        template_dbname=migrated_template.template_dbname,
+    )
+    janitor.drop()  # left over by an interrupted run
+    with janitor:
+        yield cluster.url(MODULE_DATABASE, APP)
+
+
+@pytest.fixture
+async def seeded(seeded_database: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the seeded database, as its owner: read it, never write to it."""
+    conn = await asyncpg.connect(seeded_database)
     try:
-        await conn.execute("ANALYZE users")
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def servers_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a server of its own (`users-api serve`, an embedded PostgreSQL) must be marked slow.
+
+    `make check` leaves slow tests out to stay quick; this keeps the mark honest, failing the test that
+    starts one unmarked. The suite's own server, started by whichever test needs it first, is let through.
+    """
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    enter = EmbeddedCluster.__enter__
+
+    def refused(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"{request.node.nodeid} starts a server of its own: mark it @pytest.mark.slow")
+
+    def suite_server_only(server: EmbeddedCluster) -> EmbeddedCluster:
+        if server.data_dir != SUITE_PGDATA.resolve():
+            refused()
+        return enter(server)
+
+    monkeypatch.setattr(EmbeddedCluster, "__enter__", suite_server_only)
+    monkeypatch.setattr(ServedAPI, "__init__", refused)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -31,7 +31,9 @@ from api.settings import Settings
 OWNER = Role("users_api_test_owner", secrets.token_urlsafe(16))
 APP = Role("users_api_test_app", secrets.token_urlsafe(16))
 # Databases tests make besides the template and its clones; dropped with any leftovers at the start.
-TEST_DATABASES = ("users_api_migrations_test", "users_api_provision_test")
+SEEDED_DATABASE = "users_api_seeded_test"
+MODULE_DATABASE = "users_api_module_test"
+TEST_DATABASES = ("users_api_migrations_test", "users_api_provision_test", SEEDED_DATABASE, MODULE_DATABASE)
 
 USERS = 200_000  # seeded for the plans of the query files
 # Representative parameters: an id in the middle of the table, a page at the start, an email.

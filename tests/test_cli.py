@@ -41,6 +41,7 @@ def pgdata(request: pytest.FixtureRequest, scratch_pgdata: Path) -> Iterator[tup
     shutil.rmtree(kept)
 
 
+@pytest.mark.slow
 def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(pgdata: tuple[Path, Path]) -> None:
     asked, kept = pgdata
     first = Service(asked)

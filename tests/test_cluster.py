@@ -41,6 +41,7 @@ with EmbeddedCluster(Path(sys.argv[1]), int(sys.argv[2]), durable=False) as serv
 """
 
 
+@pytest.mark.slow
 def test_a_server_left_by_a_killed_parent_is_stopped_and_its_data_kept(scratch_pgdata: Path) -> None:
     port = find_available_port()
     killed = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT, str(scratch_pgdata), str(port)], check=False)
@@ -58,6 +59,7 @@ def test_a_server_left_by_a_killed_parent_is_stopped_and_its_data_kept(scratch_p
     assert not (scratch_pgdata / "cluster" / "postmaster.pid").exists(), "stopped cleanly, not killed"
 
 
+@pytest.mark.slow
 def test_a_second_user_of_the_same_folder_is_refused(scratch_pgdata: Path) -> None:
     with EmbeddedCluster(scratch_pgdata, find_available_port(), durable=False) as server:
         with pytest.raises(EmbeddedError, match="another users-api is using"):  # noqa: SIM117
@@ -67,6 +69,7 @@ def test_a_second_user_of_the_same_folder_is_refused(scratch_pgdata: Path) -> No
             assert conn.execute("SELECT 1").fetchone() == (1,), "the refusal left the first server alone"
 
 
+@pytest.mark.slow
 def test_the_server_listens_on_loopback_tcp_only_with_a_password(scratch_pgdata: Path) -> None:
     with EmbeddedCluster(scratch_pgdata, find_available_port(), durable=False) as server:
         with psycopg.connect(server.url()) as conn:
@@ -92,6 +95,7 @@ def copy_of_the_wheel(into: Path) -> Path:
     return into / bin_dir.relative_to(site)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root's server runs as another user, who may be kept out")
 def test_as_root_data_and_binaries_in_a_private_folder_start_stop_and_restart_with_the_data_kept(
     private: Path, monkeypatch: pytest.MonkeyPatch
@@ -127,6 +131,7 @@ def test_as_root_data_and_binaries_in_a_private_folder_start_stop_and_restart_wi
     assert log_mode & 0o777 == 0o600, "the log quotes rows: the server's user's alone"
 
 
+@pytest.mark.slow
 def test_first_use_makes_the_owner_and_app_roles_and_the_database_once(scratch_pgdata: Path) -> None:
     with EmbeddedCluster(scratch_pgdata, find_available_port(), durable=False) as server:
         owner, app = server.service_roles()
@@ -147,6 +152,7 @@ def test_first_use_makes_the_owner_and_app_roles_and_the_database_once(scratch_p
     assert f"-U {OWNER_ROLE} {DATABASE}" in server.psql_command()
 
 
+@pytest.mark.slow
 def test_a_folder_made_before_the_roles_existed_is_refused_and_kept(scratch_pgdata: Path) -> None:
     with EmbeddedCluster(scratch_pgdata, find_available_port(), durable=False) as server:
         (scratch_pgdata / "database-created").touch()  # what an earlier users-api left, without roles
@@ -199,5 +205,13 @@ def test_a_url_picks_the_given_server_and_none_the_embedded_one(scratch_pgdata: 
 def test_an_available_port_can_be_listened_on() -> None:
     import socket
 
+    port = find_available_port()
     with socket.socket() as listener:
-        listener.bind(("127.0.0.1", find_available_port()))
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            accepted, _ = listener.accept()
+            accepted.close()
+            reached = client.getpeername()
+
+    assert reached == ("127.0.0.1", port), "a client reached what listens there"

@@ -71,6 +71,7 @@ class Load:
             self.retry_after_missing += 1
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_idle_connections_ended_by_the_server_cost_no_request(
     client_factory: ClientFactory, database_url: str
@@ -102,6 +103,7 @@ async def test_idle_connections_ended_by_the_server_cost_no_request(
     assert stored == load.created, "every user acknowledged with a 201 is there"
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_pool_held_up_by_a_lock_gives_only_200s_and_503s_then_recovers(
     client_factory: ClientFactory, postgresql: psycopg.Connection
@@ -146,6 +148,7 @@ DROP INDEX CONCURRENTLY users_name_idx;
 """
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_migration_applied_and_rolled_back_under_load_costs_no_request(
     client_factory: ClientFactory, owner_database_url: str, postgresql: psycopg.Connection, tmp_path: Path

@@ -1,15 +1,18 @@
 """The query files: all present, all loaded, each preparing against the migrated schema."""
 
 import ast
+import json
 import re
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from api.queries import SQL, Queries, QueryFileError
 from api.resources import resource_dir
+from api.schemas import UserPublic
 
 SQL_DIR = resource_dir("sql")
 FILES = sorted(SQL_DIR.glob("*.sql"))
@@ -60,6 +63,43 @@ async def test_each_file_prepares_against_the_migrated_schema(database_url: str,
         await conn.close()
 
     assert (parameters, columns) == SIGNATURES[path.stem]
+
+
+@pytest.mark.anyio
+async def test_every_file_that_returns_users_returns_them_as_clients_see_them(database_url: str) -> None:
+    # Each file writes a user's JSON itself, so that a DBA reads and runs it alone; this holds them to one shape.
+    conn = await asyncpg.connect(database_url, server_settings={"TimeZone": "UTC"})
+    try:
+        made = await conn.fetchrow(SQL.create_user, "shape@example.com", "Shape")
+        assert made is not None
+        kept = await conn.fetchrow(SQL.create_user_once, "shape-key", "kept@example.com", "Kept")
+        bodies = {
+            "create_user": made["body"],
+            "create_user_once": kept["body"] if kept else None,
+            "find_idempotency_key": await conn.fetchval(
+                SQL.find_idempotency_key, "shape-key", "kept@example.com", "Kept", column=2
+            ),
+            "get_user": await conn.fetchval(SQL.get_user, made["id"], column=1),
+            "list_users": await conn.fetchval(SQL.list_users, 0, 10),
+            "find_users_by_email": await conn.fetchval(SQL.find_users_by_email, "SHAPE@example.com", 0),
+            "update_user": await conn.fetchval(SQL.update_user, made["id"], None, "Renamed", None),
+        }
+        with_a_body = set()
+        for path in FILES:
+            statement = await conn.prepare(getattr(SQL, path.stem))
+            if "body" in [attribute.name for attribute in statement.get_attributes()]:
+                with_a_body.add(path.stem)
+    finally:
+        await conn.close()
+
+    assert set(bodies) == with_a_body, "every file with a body column is called here, and returns a user"
+    for name, body in bodies.items():
+        found: Any = json.loads(body) if isinstance(body, str) else None
+        users = found if isinstance(found, list) else [found]
+        assert users and all(isinstance(user, dict) for user in users), f"{name}: {body!r}"
+        for user in users:
+            assert list(user) == list(UserPublic.model_fields), f"{name}: {list(user)}"
+            UserPublic.model_validate(user)
 
 
 def copy_queries(tmp_path: Path) -> Path:

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import ServedAPI
 
 SEED = 20261125
@@ -38,6 +40,7 @@ def schemathesis(url: str, report: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_nothing(database_url: str, tmp_path: Path) -> None:
     api = ServedAPI({"DATABASE_URL": database_url, "MIGRATE_ON_SERVE": "false", "LOG_LEVEL": "warning"}, tmp_path)
     try:

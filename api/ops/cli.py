@@ -85,12 +85,12 @@ def _run_uvicorn(settings: ServiceSettings) -> None:
 
 
 def seed(settings: ServiceSettings, count: int) -> None:
-    from api.ops.seed import seed as load
+    from api.ops.seed import copy_users
 
     with databases(settings) as found:
         _apply_migrations(found)
         log.info("seeding %d users through COPY", count)
-        rate = asyncio.run(load(found.app_url, count))  # INSERT is all COPY needs: the app role's
+        rate = asyncio.run(copy_users(found.app_url, count))  # INSERT is all COPY needs: the app role's
         log.info("seeded %d users: %.0f rows/s", count, rate)
 
 

@@ -241,7 +241,7 @@ def server_os_user() -> pwd.struct_passwd:
 def _barrier(path: Path, user: pwd.struct_passwd) -> Path | None:
     """The outermost folder on the way to `path`, `path` included, that `user` may not enter; None if none.
 
-    Folders that do not exist yet are passed over: _make_folders makes them later, 0755.
+    Folders that do not exist yet are passed over: make_folders makes them later, 0755 (all but the last).
     """
     for folder in reversed((path, *path.parents)):
         try:

@@ -15,7 +15,7 @@ def synthetic_users(count: int, tag: str, start: int = 0) -> Iterator[tuple[str,
         yield f"user{n}.{tag}@example.com", f"User {n}"
 
 
-async def seed(database_url: str, count: int) -> float:
+async def copy_users(database_url: str, count: int) -> float:
     """Load `count` users; return rows per second."""
     tag = secrets.token_hex(4)
     conn = await asyncpg.connect(database_url)

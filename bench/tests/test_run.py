@@ -8,6 +8,7 @@ import pytest
 from api.ops.processes import alive
 
 
+@pytest.mark.slow
 def test_the_bench_database_is_made_on_a_fresh_embedded_server(
     scratch_pgdata: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
