@@ -6,7 +6,7 @@
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_email_key
 
-INSERT INTO users (
+INSERT /* create_user */ INTO users (
     email,
     name
 )

@@ -20,7 +20,7 @@
 -- service sets to UTC.
 -- uses: idempotency_keys_pkey
 
-WITH request AS (
+WITH /* create_user_once */ request AS (
     -- what tells a retry from another request sent with the same key
     SELECT sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS sha256
 ),

@@ -6,7 +6,7 @@
 -- Notes: the version is compared in the DELETE itself, as update_user does.
 -- uses: users_pkey
 
-WITH deleted AS (
+WITH /* delete_user */ deleted AS (
     DELETE FROM users
     WHERE
         id = $1

@@ -6,7 +6,7 @@
 -- Notes: run after create_user_once found the key taken since it began, in a snapshot of its own.
 -- uses: idempotency_keys_pkey
 
-SELECT
+SELECT /* find_idempotency_key */
     user_id AS id,
     version,
     body,

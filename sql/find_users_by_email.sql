@@ -6,7 +6,7 @@
 -- in the session's TimeZone, which the service sets to UTC.
 -- uses: users_email_key
 
-SELECT
+SELECT /* find_users_by_email */
     coalesce(
         json_agg(
             json_build_object(

@@ -4,7 +4,7 @@
 -- Returns: the key removed, or no row.
 -- uses: idempotency_keys_pkey
 
-DELETE FROM idempotency_keys
+DELETE /* forget_idempotency_key */ FROM idempotency_keys
 WHERE
     idempotency_key = $1
     AND created_at <= now() - interval '24 hours'

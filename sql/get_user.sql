@@ -4,7 +4,7 @@
 -- Notes: times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_pkey
 
-SELECT
+SELECT /* get_user */
     version,
     json_build_object(
         'id', id,

@@ -8,7 +8,7 @@
 -- Times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_pkey
 
-SELECT
+SELECT /* list_users */
     coalesce(json_agg(page ORDER BY page.id), '[]')::text AS body,
     max(page.id) AS last_id,
     (

@@ -3,4 +3,4 @@
 -- Returns: one row holding 1.
 -- uses: none
 
-SELECT 1;
+SELECT /* ping */ 1;

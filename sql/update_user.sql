@@ -12,7 +12,7 @@
 -- the service sets to UTC.
 -- uses: users_pkey
 
-WITH updated AS (
+WITH /* update_user */ updated AS (
     UPDATE users
     SET
         email = coalesce($2, email),

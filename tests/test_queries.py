@@ -7,12 +7,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
+import httpx
+import psycopg
 import pytest
 
+from api.ops.cluster import Cluster
 from api.queries import SQL, Queries, QueryFileError
 from api.resources import resource_dir
 from api.schemas import UserPublic
+from tests.helpers import create
 
 SQL_DIR = resource_dir("sql")
 FILES = sorted(SQL_DIR.glob("*.sql"))
@@ -31,6 +36,52 @@ def test_the_loaded_text_is_the_files() -> None:
 def test_each_file_starts_with_a_header_comment(path: Path) -> None:
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith(f"-- {path.stem}: ")
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
+def test_each_statement_names_its_file_after_its_first_word(path: Path) -> None:
+    # pg_stat_statements keeps a statement's text from its first word on (PostgreSQL 18 leaves out the
+    # comments before it), so the name after that word is what a DBA reads there (docs/dba.md).
+    statement = next(line for line in path.read_text(encoding="utf-8").splitlines() if line and line[0] != "-")
+    assert re.match(rf"^[A-Z]+ /\* {path.stem} \*/", statement), statement
+
+
+@pytest.mark.anyio
+async def test_a_dba_sees_a_running_statement_by_its_file(
+    client: httpx.AsyncClient, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    user = await create(client, "watched@example.com")
+    postgresql.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # the GET waits for it, in plain sight
+    answers: list[httpx.Response] = []
+
+    async def get() -> None:
+        answers.append(await client.get(f"/users/{user['id']}"))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(get)
+        # Looked at as a DBA would, as a superuser: others' statements are hidden from roles without
+        # pg_read_all_stats. For 5 s at most.
+        for _ in range(250):
+            waiting = await anyio.to_thread.run_sync(statements_waiting_for_a_lock, cluster.url())
+            if waiting:
+                break
+            await anyio.sleep(0.02)
+        postgresql.rollback()  # the lock goes, and the GET is answered
+
+    assert waiting, "the GET was never seen waiting for the lock"
+
+    assert waiting[0].startswith("-- get_user: one user by id"), waiting[0]
+    assert "SELECT /* get_user */" in waiting[0]
+    assert [answer.status_code for answer in answers] == [200]
+
+
+def statements_waiting_for_a_lock(admin_url: str) -> list[str]:
+    """The text of every users-api statement waiting for a lock now, as pg_stat_activity shows it."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'users-api' AND wait_event_type = 'Lock'"
+        ).fetchall()
+    return [str(query) for (query,) in rows]
 
 
 # What PostgreSQL infers for each file: parameter types and result columns, as the routes rely on them.
