@@ -28,8 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # operationId = the route function's name (create_user, get_user, ...): what generated clients call
         # their methods, rather than FastAPI's default of name, path and method run together.
         generate_unique_id_function=lambda route: route.name,
-        # FastAPI's native OpenTelemetry: on for the signals OTEL_* exports, off otherwise (looking for a
-        # provider on every request is 5% of a get-one's instructions, bench/levers.md).
+        # FastAPI's native OpenTelemetry: on for the signals OTEL_* exports, off otherwise: unconfigured, it
+        # looks for a provider on every request (docs/levers.md, "telemetry off while nothing is exported").
         telemetry=tracing.telemetry_config(exported),
     )
     users.routes.add_to(app)

@@ -60,8 +60,8 @@ class Database:
     ready_timeout: float
     # First come, first served: asyncpg's pool queue lets a newcomer take a connection that was
     # being handed to a request already waiting, which sends that one to the back of the queue;
-    # under load the unlucky few waited 8x the median (bench/levers.md). asyncio.Semaphore hands a
-    # freed slot to the longest waiter. One slot per pooled connection.
+    # under load the unlucky few waited many times the median. asyncio.Semaphore hands a freed slot
+    # to the longest waiter. One slot per pooled connection (docs/levers.md, "first-come-first-served queue").
     queue: asyncio.Semaphore
     metered: bool = True  # METRICS: each wait goes to db_client_connection_wait_time_seconds
     waiting: int = 0  # requests in the queue now: db_client_connection_pending_requests
@@ -121,7 +121,7 @@ class Lease:
 
     A class rather than a generator-based context manager, held by Database's methods rather than
     lent by a `yield` dependency: FastAPI runs an exit stack for the latter on every request
-    (bench/levers.md).
+    (docs/levers.md, "plain dependency").
     """
 
     __slots__ = ("conn", "db")
@@ -174,8 +174,9 @@ UNREACHABLE = (
     OSError,  # refused, reset, unreachable; TimeoutError is one: opening a connection took too long
     asyncpg.PostgresConnectionError,
     asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.QueryCanceledError,  # statement_timeout, or a DBA's pg_cancel_backend
+    # Class 57: a statement cancelled (statement_timeout, pg_cancel_backend), a connection ended by a
+    # shutdown or pg_terminate_backend (while it logged in, too), a server starting up or recovering.
+    asyncpg.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
 )
 REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)

@@ -4,8 +4,8 @@ way in; its trace id in a response header, its log line and its metrics on the w
 The outermost of the app's own middleware: it sees every answer the app gives, 413s and 405s included.
 An error no handler answered is answered here, a 500, so that its log line and its response carry the
 request's trace id; Starlette's last-resort handler would answer outside it. One layer, not one per
-concern: each pure ASGI layer costs a call, a closure and a scan of the headers on every request, and
-the body limit's own layer cost 2% of a get-one (bench/levers.md).
+concern: each pure ASGI layer costs a call, a closure and a scan of the headers on every request
+(docs/levers.md, "one edge layer").
 """
 
 import logging

@@ -140,9 +140,10 @@ class BatchedLines(logging.Handler):
     def write_request(self, level: int, fields: RequestFields) -> None:
         """A request's line: its fields held as they are, formatted with the others at the write-out.
 
-        Python's logging spent 75,000 instructions on each request's line (a record, the logger's and
-        the handler's filters and locks), and formatting the line on the request's way still cost
-        about 15 µs of CPU there, run once per request with the caches cold (bench/levers.md). Here
+        Python's logging spends more on a request's line (a record, the logger's and the handler's
+        filters and locks) than the rest of what operators see, and formatting the line on the
+        request's way, once per request with the caches cold, still cost more than in one loop for
+        many (docs/levers.md, "request lines without a record", "request lines held as tuples"). Here
         a request appends a tuple; the write-out formats the lines as their records would read, in
         one loop. Only the lines of `api.requests` go this way, and only once the service's
         logging is set up (api/ops/logging_config.py); the logger's level still decides. Called on

@@ -82,8 +82,8 @@ class Tally:
     """This worker's requests and connection waits since they were last published, in plain numbers.
 
     prometheus_client's `observe()` takes a lock and, in multiprocess mode, writes a file for the sum
-    and again for the bucket: with the in-flight gauge, a tenth of a get-one's instructions
-    (bench/levers.md). A request here appends a tuple; `publish()` sorts them into buckets and adds
+    and again for the bucket, on every request (docs/levers.md, "metrics tallied"). A request here
+    appends a tuple; `publish()` sorts them into buckets and adds
     the counts to the metrics once a second, and before every scrape, in one loop rather than with
     the caches cold on each request's way.
     """

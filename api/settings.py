@@ -18,7 +18,7 @@ def postgres_url(url: str | None) -> str | None:
 
 
 class Settings(BaseSettings):
-    """The app's knobs; the README's configuration table lists the same names."""
+    """The app's knobs; docs/operating.md's configuration table lists the same names."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 

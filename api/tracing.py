@@ -110,7 +110,7 @@ def trace_id_of(traceresponse: bytes) -> str:
 
 
 # New traceresponses, made 256 at a time: drawing and formatting the ids once per request, on its way
-# with the caches cold, cost several µs of CPU; in one loop, a fraction of that (bench/levers.md).
+# with the caches cold, cost more than in one loop for many (docs/levers.md, "trace ids in batches").
 _FRESH: list[bytes] = []
 os.register_at_fork(after_in_child=_FRESH.clear)  # a forked worker draws ids of its own
 

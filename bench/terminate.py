@@ -1,4 +1,5 @@
-"""Issue 11's reproduction: 150 GET/s against `users-api serve` while every users-api backend is terminated.
+"""Pooled connections ended by the server, reproduced: 150 GET/s against `users-api serve` while its
+backends are terminated.
 
 `python -m bench.terminate [CHECKOUT]` starts `users-api serve` from CHECKOUT (this one by default: an
 older commit checked out with `git worktree add` runs its own code) on an embedded PostgreSQL of its own

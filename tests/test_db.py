@@ -4,12 +4,13 @@ import os
 import resource
 
 import anyio
+import httpx
 import psycopg
 import pytest
 from fastapi.responses import StreamingResponse
 
 from api.db import Db, close_pool, open_pool
-from api.ops.cluster import find_available_port
+from api.ops.cluster import Cluster, find_available_port
 from api.queries import SQL
 from tests.helpers import APP, ClientFactory, assert_problem, create, make_settings, pool_kept_busy
 
@@ -104,6 +105,53 @@ async def test_an_unreachable_database_is_a_503_not_a_500(client_factory: Client
     assert_problem(response, 503)
     assert response.headers["retry-after"] == "1"
     assert "127.0.0.1" not in response.text
+
+
+# A login that takes 2 s for the API's connections (an event trigger on login, PostgreSQL 17 and later).
+SLOW_LOGIN = """
+CREATE FUNCTION slow_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('application_name') = 'users-api' THEN
+        PERFORM pg_sleep(2);
+    END IF;
+END $$;
+CREATE EVENT TRIGGER slow_login ON login EXECUTE FUNCTION slow_login();
+"""
+
+
+async def test_a_connection_ended_by_the_server_while_it_logs_in_is_a_503(
+    client_factory: ClientFactory, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    # What a server shutting down or restarting does to a connection that is opening: a FATAL 57P01
+    # (asyncpg's AdminShutdownError) before the statement is ever sent.
+    postgresql.execute(SLOW_LOGIN)
+    postgresql.commit()
+    answers: list[httpx.Response] = []
+    ended: list[tuple[bool]] = []
+
+    async def get() -> None:
+        answers.append(await client.get("/users/1"))
+
+    async with client_factory(pool_min_size=0) as client, anyio.create_task_group() as tasks:
+        tasks.start_soon(get)
+        for _ in range(100):  # 5 s at most
+            await anyio.sleep(0.05)
+            ended = await anyio.to_thread.run_sync(end_logins, cluster.url())
+            if ended:
+                break
+
+    assert ended == [(True,)], "a users-api connection was seen logging in, and ended"
+    assert_problem(answers[0], 503)
+    assert answers[0].headers["retry-after"] == "1"
+
+
+def end_logins(admin_url: str) -> list[tuple[bool]]:
+    """pg_terminate_backend() of every users-api connection held up in its login trigger."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'users-api' AND wait_event = 'PgSleep'"
+        ).fetchall()
 
 
 async def test_closing_waits_a_bounded_time_for_busy_connections(

@@ -168,13 +168,13 @@ def test_the_app_role_does_what_the_query_files_need(as_app: psycopg.Connection)
 
 def test_the_app_role_has_the_documented_timeouts(as_app: psycopg.Connection) -> None:
     script = (SETUP / "create_roles.sql").read_text(encoding="utf-8")
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "dba.md").read_text(encoding="utf-8")
     declared = dict(re.findall(r"""^ALTER ROLE :"app_role" SET (\w+) = '([^']+)';$""", script, flags=re.MULTILINE))
 
     assert set(declared) == {"statement_timeout", "idle_in_transaction_session_timeout"}
     for setting, value in declared.items():
         assert as_app.execute(psycopg.sql.SQL("SHOW {}").format(psycopg.sql.Identifier(setting))).fetchone() == (value,)
-        assert f"`{setting}` = `{value}`" in readme, f"the README states {setting} = {value}"
+        assert f"`{setting}` = `{value}`" in guide, f"docs/dba.md states {setting} = {value}"
 
 
 def test_making_the_roles_twice_fails_with_postgresqls_words(roles: None, psql: Path, cluster: Cluster) -> None:

@@ -60,10 +60,33 @@ def test_the_service_reads_every_setting_of_the_app() -> None:
     assert set(Settings.model_fields) < set(ServiceSettings.model_fields)
 
 
-def test_the_readme_documents_every_setting_with_its_default() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `?([^|`]*?)`? \|", readme, flags=re.MULTILINE))
+ROOT = Path(__file__).resolve().parent.parent
 
-    for name, field in ServiceSettings.model_fields.items():
-        default = "unset" if field.default is None else str(field.default)
-        assert rows.get(name.upper()) == default, f"README row for {name.upper()}"
+
+def documented_defaults(path: Path) -> dict[str, str]:
+    """NAME: default, from a table's rows: `| `NAME` | `default` |`, or several, `| `A`, `B` | `a`, `b` |`."""
+    found: dict[str, str] = {}
+    for names, defaults in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| ([^|]*?) \|", path.read_text(), re.M):
+        values = [value.strip().strip("`") for value in defaults.split(",")]
+        found |= dict(zip((name.strip("`") for name in names.split(", ")), values, strict=True))
+    return found
+
+
+def default_of(name: str) -> str:
+    field = ServiceSettings.model_fields[name.lower()]
+    return "unset" if field.default is None else str(field.default)
+
+
+def test_the_operators_guide_documents_every_setting_with_its_default() -> None:
+    rows = documented_defaults(ROOT / "docs" / "operating.md")
+
+    for name in ServiceSettings.model_fields:
+        assert rows.get(name.upper()) == default_of(name), f"docs/operating.md's row for {name.upper()}"
+
+
+def test_the_readme_gives_the_settings_it_names_with_their_defaults() -> None:
+    rows = documented_defaults(ROOT / "README.md")
+
+    assert rows, "the README's table of settings"
+    for name, default in rows.items():
+        assert default == default_of(name), f"the README's row for {name}"

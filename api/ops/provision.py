@@ -1,7 +1,7 @@
 """The owner and app roles and the service's database, made by the DBA's own scripts in sql/setup/.
 
 The embedded server and the test suite run those scripts with psql, as a DBA would by hand, so
-that what the README tells a DBA to run is what every test runs against.
+that what docs/dba.md tells a DBA to run is what every test runs against.
 """
 
 import base64

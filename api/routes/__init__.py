@@ -1,8 +1,8 @@
 """The routes, declared beside their functions and added to the app itself, not through an included router.
 
 FastAPI 0.165 dispatches every request to an included APIRouter's routes through a wrapper route of its
-own, which cost 13% of a whole get-one request's instructions here (bench/levers.md); routes added to
-the app's own router with FastAPI's public `add_api_route` are the same routes without that wrapper.
+own (docs/levers.md, "routes on the app"); routes added to the app's own router with FastAPI's public
+`add_api_route` are the same routes without that wrapper.
 """
 
 from collections.abc import Callable
