@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from api.ops.cluster import find_available_port
+from bench import report, systems, wrk
 from bench import run as bench
-from bench import systems, wrk
 from bench.report import WORKLOADS
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"py-spy profile of users-api under `{args.workload}` ({config.connections} connections, "
         f"{args.seconds} s, {result.requests / result.seconds:,.0f} req/s, {result.errors} errors), "
-        f"made by `make bench-profile` (python -m bench.profile --workload {args.workload})\n\n"
+        f"made by `make bench-profile` (python -m bench.profile --workload {args.workload}) at {report.commit()}\n\n"
     )
     out.write_text(header + summary + "\n", encoding="utf-8")
     bench.progress(f"wrote {out.relative_to(bench.ROOT)}")

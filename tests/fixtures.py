@@ -25,7 +25,6 @@ import pytest
 from psycopg import sql
 from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import create_app
 from api.ops import migrator
@@ -187,16 +186,7 @@ def seeded_database(cluster: Cluster, migrated_template: NoopExecutor) -> Iterat
     migrated template, seeded as the app role, as `users-api seed` does; analysed as the owner, since
     the app role may not.
     """
-    janitor = DatabaseJanitor(
-        user=cluster.user,
-        host=cluster.host,
-        port=cluster.port,
-        password=cluster.password,
-        dbname=SEEDED_DATABASE,
-        template_dbname=migrated_template.template_dbname,
-    )
-    janitor.drop()  # left over by an interrupted run
-    with janitor:
+    with fresh_database(cluster, SEEDED_DATABASE, migrated_template.template_dbname):
         asyncio.run(copy_users(cluster.url(SEEDED_DATABASE, APP), USERS))
         with psycopg.connect(cluster.url(SEEDED_DATABASE, OWNER), autocommit=True) as conn:
             conn.execute("ANALYZE users")
@@ -210,16 +200,7 @@ def module_database_url(cluster: Cluster, migrated_template: NoopExecutor) -> It
     For tests that each leave it as they found it, such as refusals that must store nothing: a module
     of a hundred of them clones one database rather than a hundred.
     """
-    janitor = DatabaseJanitor(
-        user=cluster.user,
-        host=cluster.host,
-        port=cluster.port,
-        password=cluster.password,
-        dbname=MODULE_DATABASE,
-        template_dbname=migrated_template.template_dbname,
-    )
-    janitor.drop()  # left over by an interrupted run
-    with janitor:
+    with fresh_database(cluster, MODULE_DATABASE, migrated_template.template_dbname):
         yield cluster.url(MODULE_DATABASE, APP)
 
 

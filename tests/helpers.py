@@ -51,10 +51,16 @@ PARAMETERS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def fresh_database(cluster: Cluster, name: str) -> DatabaseJanitor:
-    """A janitor that creates `name` empty on entry and drops it on exit; a leftover is dropped now."""
+def fresh_database(cluster: Cluster, name: str, template: str | None = None) -> DatabaseJanitor:
+    """A janitor that creates `name` on entry (empty, or a clone of `template`) and drops it on exit; a
+    leftover of an interrupted run is dropped now."""
     janitor = DatabaseJanitor(
-        user=cluster.user, host=cluster.host, port=cluster.port, password=cluster.password, dbname=name
+        user=cluster.user,
+        host=cluster.host,
+        port=cluster.port,
+        password=cluster.password,
+        dbname=name,
+        template_dbname=template,
     )
     janitor.drop()  # left over by an interrupted run
     return janitor
