@@ -1,8 +1,9 @@
 """The asyncpg pool: opened and closed by the lifespan, given to each route through `Db`.
 
-What goes wrong in the database leaves as this module's own errors, never asyncpg's: `Unavailable`
-(a retry may succeed: a 503) and `Refused` (PostgreSQL refused a value: nothing was stored). The HTTP
-layer (api/problems.py) decides what a client is told of each.
+What goes wrong in the database leaves as this module's own errors: `Unavailable` (a retry may
+succeed: a 503) and `Refused` (PostgreSQL refused a value: nothing was stored; `Conflict` when a unique
+index did). The HTTP layer (api/problems.py) decides what a client is told of each. Anything else, an
+error of the statement itself, leaves as it is: a bug, which the edge answers with a 500.
 """
 
 import asyncio

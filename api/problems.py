@@ -99,7 +99,7 @@ UNAVAILABLE_DETAILS: dict[UnavailableReason, str] = {
 }
 
 
-def unavailable(reason: UnavailableReason, detail: str | None = None) -> Response:
+def unavailable_response(reason: UnavailableReason, detail: str | None = None) -> Response:
     """A 503 with Retry-After, counted by reason in users_api_unavailable_responses_total."""
     metrics.UNAVAILABLE.labels(reason).inc()
     detail = detail or UNAVAILABLE_DETAILS[reason]
@@ -116,15 +116,14 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
         if held_back is not None:
             more = f" ({held_back} more since the last such line)" if held_back else ""
             log.warning("database unavailable: %s%s", exc, more)
-    return unavailable(exc.reason)
+    return unavailable_response(exc.reason)
 
 
 class Throttle:
     """One line per `seconds` at most; the ones held back are counted, for the next line to say.
 
-    An outage fails every request: one warning each filled the log at the rate of the traffic (662
-    lines in 2 s in a fault test), where one a second says as much. The 503s are all counted in
-    users_api_unavailable_responses_total.
+    An outage fails every request: one warning each would fill the log at the rate of the traffic,
+    where one a second says as much. The 503s are all counted in users_api_unavailable_responses_total.
     """
 
     def __init__(self, seconds: float) -> None:

@@ -1,6 +1,6 @@
 """`make bench-icount`: the levers and the whole apps in instructions per request, counted by callgrind.
 
-CPU time on two shared cores drifts by 10-20% between runs, more than most levers save;
+CPU time on two shared cores drifts between runs by more than most levers save (docs/benchmarks.md);
 valgrind's callgrind counts the instructions the API's process executes, the same each time for
 the same code and requests. Each figure is the difference of two runs of one app in a process of
 its own (N and 4N requests after the same warm-up), divided by 3N: start-up and imports cancel out.

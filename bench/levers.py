@@ -40,7 +40,7 @@ ROWS_OF_JSON = (
 )
 
 App = Callable[..., Awaitable[None]]
-Connection = Any  # asyncpg's pooled connection proxy
+PooledConnection = Any  # asyncpg's pooled connection proxy
 
 
 async def call(app: App, method: str, path: str, state: dict[str, Any], query: bytes = b"", body: bytes = b"") -> int:
@@ -108,7 +108,7 @@ class Pooled:
 ACQUIRE_TIMEOUT = 2.0
 
 
-class Lease:
+class BenchLease:
     """One pooled connection for an `async with` block, behind the queue, which is timed only when there is a wait."""
 
     __slots__ = ("conn", "db")
@@ -116,7 +116,7 @@ class Lease:
     def __init__(self, db: Pooled) -> None:
         self.db = db
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> PooledConnection:
         if self.db.queue.locked():
             async with asyncio.timeout(ACQUIRE_TIMEOUT):
                 await self.db.queue.acquire()
@@ -136,10 +136,10 @@ class Lease:
             self.db.queue.release()
 
 
-class TimedLease(Lease):
+class TimedBenchLease(BenchLease):
     """Both waits under a timer on every request, waiting or not."""
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> PooledConnection:
         async with asyncio.timeout(ACQUIRE_TIMEOUT):
             await self.db.queue.acquire()
         try:
@@ -155,7 +155,7 @@ async def pooled(request: Request) -> Pooled:
     return db
 
 
-Db = Annotated[Pooled, Depends(pooled)]
+PooledDb = Annotated[Pooled, Depends(pooled)]
 
 
 def json_text(text: str) -> Response:
@@ -168,31 +168,31 @@ def variants() -> dict[str, FastAPI]:
     Each reads its `Pooled` from the request's state, as the caller's lifespan state: {"pooled": ...}.
     """
 
-    async def get_one(user_id: int, db: Db) -> Response:  # a plain dependency, the route's own block
-        async with Lease(db) as conn:
+    async def get_one(user_id: int, db: PooledDb) -> Response:  # a plain dependency, the route's own block
+        async with BenchLease(db) as conn:
             return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
-    async def lent(request: Request) -> AsyncIterator[Connection]:  # the connection lent by a yield dependency
-        async with Lease(request.state.pooled) as conn:
+    async def lent(request: Request) -> AsyncIterator[PooledConnection]:  # the connection lent by a yield dependency
+        async with BenchLease(request.state.pooled) as conn:
             yield conn
 
-    async def get_lent(user_id: int, conn: Annotated[Connection, Depends(lent, scope="function")]) -> Response:
+    async def get_lent(user_id: int, conn: Annotated[PooledConnection, Depends(lent, scope="function")]) -> Response:
         return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
-    async def get_timed(user_id: int, db: Db) -> Response:
-        async with TimedLease(db) as conn:
+    async def get_timed(user_id: int, db: PooledDb) -> Response:
+        async with TimedBenchLease(db) as conn:
             return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
-    async def get_unqueued(user_id: int, db: Db) -> Response:  # asyncpg's own pool queue alone
+    async def get_unqueued(user_id: int, db: PooledDb) -> Response:  # asyncpg's own pool queue alone
         async with db.pool.acquire() as conn:
             return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
     async def get_undepended(user_id: int, request: Request) -> Response:  # the pool read without Depends
-        async with Lease(request.state.pooled) as conn:
+        async with BenchLease(request.state.pooled) as conn:
             return json_text(await conn.fetchval(SQL.get_user, user_id, column=1))
 
-    async def page(after: int, db: Db, joined: bool = False) -> Response:
-        async with Lease(db) as conn:
+    async def page(after: int, db: PooledDb, joined: bool = False) -> Response:
+        async with BenchLease(db) as conn:
             if joined:
                 rows = await conn.fetch(ROWS_OF_JSON, after, 101)
                 return json_text(f"[{','.join(row['body'] for row in rows[:100])}]")

@@ -2,8 +2,8 @@
 
 Two builds of users-api's app in one process, on one database: as configured by default (a log
 line per request, metrics), and unobserved (METRICS=false, LOG_LEVEL=warning: the trace id stays, it
-is the contract). Their requests alternate one by one, so that the
-drift of two shared cores, which moves `make bench`'s rounds by 20-30%, falls on the three alike;
+is the contract). Their requests alternate one by one, so that the drift of two shared cores, which
+moves `make bench`'s rounds far more than this costs (docs/benchmarks.md), falls on the two alike;
 time.process_time() around each request counts this process's CPU only (PostgreSQL's is not). The
 log lines go to /dev/null through the service's own handler, flushed as it flushes them. Each run
 is a fresh process; RUNS of them. Writes bench/results/observability-<timestamp>.md.

@@ -206,8 +206,8 @@ def module_database_url(cluster: Cluster, migrated_template: NoopExecutor) -> It
 
 @pytest.fixture
 async def seeded(seeded_database: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the seeded database, as its owner: read it, never write to it."""
-    conn = await asyncpg.connect(seeded_database)
+    """A connection to the seeded database, as its owner, that may only read it: the run's tests share it."""
+    conn = await asyncpg.connect(seeded_database, server_settings={"default_transaction_read_only": "on"})
     try:
         yield conn
     finally:

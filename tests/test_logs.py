@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from api import logs
-from api.logs import BatchedLines, JsonLines, RequestFields, TextFormatter
+from api.logs import REQUEST_LOGGER, BatchedLines, JsonLines, RequestFields, TextFormatter
 from api.ops.logging_config import logging_config
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +132,10 @@ def test_the_handler_takes_only_formatters_that_can_write_a_request_line() -> No
             handler.setFormatter(logging.Formatter())
     finally:
         handler.close()
+
+
+def test_the_bench_names_the_request_lines_logger_as_the_service_does() -> None:
+    # bench/ may not import api.logs (pyproject.toml's contract): it spells the documented name itself.
+    from bench.observability import REQUEST_LINES
+
+    assert REQUEST_LINES == REQUEST_LOGGER

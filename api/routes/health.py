@@ -7,7 +7,7 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from api.db import Db
-from api.problems import problem_responses, unavailable
+from api.problems import problem_responses, unavailable_response
 from api.queries import SQL
 from api.routes import Routes
 
@@ -33,5 +33,5 @@ async def ready(db: Db) -> Status | Response:
             await db.fetchval(SQL.ping, read=True)
     except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
         log.warning("not ready: %s: %s", type(error).__name__, error)
-        return unavailable("database_unreachable", f"the database did not answer within {db.ready_timeout:g}s")
+        return unavailable_response("database_unreachable", f"the database did not answer within {db.ready_timeout:g}s")
     return Status(status="ready")

@@ -93,7 +93,7 @@ def document_every_response(app: FastAPI) -> None:
     """Every response documented with the `traceresponse` it carries; errors under application/problem+json."""
     build = app.openapi
 
-    def openapi() -> dict[str, Any]:
+    def document() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             for path in schema["paths"].values():
@@ -106,4 +106,4 @@ def document_every_response(app: FastAPI) -> None:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = document  # type: ignore[method-assign]

@@ -1,56 +1,20 @@
 """/users: each handler runs its query file (an idempotent create, api/routes/idempotent.py, up to three) and
-answers with the row PostgreSQL shaped. What the OpenAPI document says beyond the signatures is api/routes/openapi.py's.
+answers with the row PostgreSQL shaped. What they take is api/routes/parameters.py's; what the OpenAPI
+document says beyond their signatures, api/routes/openapi.py's.
 """
 
-from typing import Annotated
+from fastapi import Request, Response, status
 
-from fastapi import Depends, Header, Path, Query, Request, Response, status
-from pydantic import BeforeValidator
-
-from api.conditions import etag, none_match, precondition_failed, precondition_required, versions_named
+from api.conditions import etag, none_match, precondition_failed, versions_named
 from api.db import Conflict, Db
 from api.queries import SQL
 from api.routes import Routes, openapi
 from api.routes.idempotent import IdempotencyKey, create_once, unquoted
+from api.routes.parameters import After, EmailQuery, IfMatch, Limit, UserId
 from api.routes.responses import JSONText, created, email_taken, not_found
-from api.schemas import BIGINT_MAX, EMAIL_DESCRIPTION, EMAIL_SCHEMA, CheckedEmail, UserCreate, UserPublic, UserUpdate
+from api.schemas import UserCreate, UserPublic, UserUpdate
 
-PAGE_MAX = 1000
 EMAIL_UNIQUE_INDEX = "users_email_key"
-
-
-def _decimal_digits(value: object) -> object:
-    # Lax int parsing would take "1.0", " 1" or "1_000" as ids; a URL's number is plain digits.
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ValueError("must be a whole number written in digits")
-    return value
-
-
-# The bounds come before the validator: after it, pydantic writes them as "ge"/"le", which JSON Schema
-# does not know, instead of "minimum"/"maximum" (pydantic#11576), and clients would see no bounds.
-Digits = BeforeValidator(_decimal_digits)
-INT64 = {"format": "int64"}
-UserId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The user's id.", json_schema_extra=INT64), Digits]
-
-
-async def if_match(
-    request: Request,
-    value: Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            description="The user's ETag as the client last saw it: the write happens only if the user has not "
-            "changed since (412 otherwise). `*` or no header: unconditional, unless REQUIRE_IF_MATCH (428).",
-        ),
-    ] = None,
-) -> str | None:
-    """The request's If-Match; 428 when it has none and the service requires one (REQUIRE_IF_MATCH)."""
-    if value is None and request.state.require_if_match:
-        raise precondition_required()
-    return value
-
-
-IfMatch = Annotated[str | None, Depends(if_match)]
 
 routes = Routes(tags=["users"])
 
@@ -67,21 +31,7 @@ async def create_user(body: UserCreate, db: Db, idempotency_key: IdempotencyKey 
 
 
 @routes.get("/users", response_model=list[UserPublic], responses=openapi.LIST_USERS)
-async def list_users(
-    db: Db,
-    limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="Users per page."), Digits] = 50,
-    after: Annotated[
-        int, Query(ge=0, le=BIGINT_MAX, description="Return users with a larger id.", json_schema_extra=INT64), Digits
-    ] = 0,
-    email: Annotated[
-        CheckedEmail | None,
-        Query(
-            description="Only the user with this email, compared case-insensitively: a page of zero or one user, "
-            f"still after `after`; `limit` is checked but cannot shorten it. {EMAIL_DESCRIPTION}",
-            json_schema_extra=EMAIL_SCHEMA,
-        ),
-    ] = None,
-) -> JSONText:
+async def list_users(db: Db, limit: Limit = 50, after: After = 0, email: EmailQuery = None) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination), or find one by email."""
     if email is not None:
         return JSONText(await db.fetchval(SQL.find_users_by_email, email, after, read=True))
