@@ -1,18 +1,21 @@
 """The FastAPI application: routes, the pool's lifespan, error handling, the body limit, what operators see."""
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from api import tracing
+from api.access import Access
 from api.db import State, lifespan
 from api.edge import Edge
+from api.keys import KeySet, kept_fresh
 from api.metrics import published
 from api.problems import install_problem_handlers
 from api.routes import health, metrics, users
 from api.routes.openapi import document_every_response
 from api.settings import Settings
+from api.tokens import Verifier
 from api.worker import stops_with_its_parent
 
 
@@ -20,11 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; uvicorn calls this as a factory in every worker."""
     settings = settings or Settings()
     exported = tracing.exported()
+    keys = KeySet(settings.auth_issuer, settings.auth_jwks_url) if settings.auth_issuer else None
     app = FastAPI(
         title="users-api",
         version="0.1.0",
         summary="A users resource on PostgreSQL, in raw SQL.",
-        lifespan=_serving(settings, exported),
+        lifespan=_serving(settings, exported, keys),
         # operationId = the route function's name (create_user, get_user, ...): what generated clients call
         # their methods, rather than FastAPI's default of name, path and method run together.
         generate_unique_id_function=lambda route: route.name,
@@ -36,31 +40,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health.routes.add_to(app)
     if settings.metrics:
         metrics.routes.add_to(app)
-    app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported)
+    access = None
+    if keys is not None and settings.auth_audience:
+        access = Access(Verifier(keys, settings.auth_audience, settings.algorithms, settings.token_types))
+    app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported, access=access)
     install_problem_handlers(app)
     document_every_response(app)
     return app
 
 
 class ServingState(State):
-    """What every request's `request.state` holds: the database, and the settings routes read."""
+    """What every request's `request.state` holds: the database, the issuer's keys, the settings routes read."""
 
+    keys: KeySet | None  # AUTH_ISSUER's, fetched while the app serves; None: nothing authenticated
     require_if_match: bool  # REQUIRE_IF_MATCH
 
 
-def _serving(settings: Settings, exported: set[str]) -> Callable[[FastAPI], AbstractAsyncContextManager[ServingState]]:
-    """The lifespan: the pool while the app serves, in a worker that stops when its parent is gone."""
+def _serving(
+    settings: Settings, exported: set[str], keys: KeySet | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[ServingState]]:
+    """The lifespan: the pool (and the issuer's keys) while the app serves, in a worker that stops when its
+    parent is gone."""
     pool = lifespan(settings)
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[ServingState]:
         with stops_with_its_parent(), tracing.sql_spans(exported):
-            async with pool(app) as state:
-                serving = ServingState(database=state["database"], require_if_match=settings.require_if_match)
-                if not settings.metrics:
-                    yield serving
-                    return
-                async with published(state["database"]):
-                    yield serving
+            async with AsyncExitStack() as running:
+                state = await running.enter_async_context(pool(app))
+                if settings.metrics:
+                    await running.enter_async_context(published(state["database"]))
+                if keys is not None:
+                    await running.enter_async_context(kept_fresh(keys))
+                yield ServingState(database=state["database"], keys=keys, require_if_match=settings.require_if_match)
 
     return serving

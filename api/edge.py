@@ -1,5 +1,5 @@
-"""The one ASGI layer every HTTP request passes before routing: its trace id and its body's limit on the
-way in; its trace id in a response header, its log line and its metrics on the way out.
+"""The one ASGI layer every HTTP request passes before routing: its trace id, its bearer token and its
+body's limit on the way in; its trace id in a response header, its log line and its metrics on the way out.
 
 The outermost of the app's own middleware: it sees every answer the app gives, 413s and 405s included.
 An error no handler answered is answered here, a 500, so that its log line and its response carry the
@@ -11,12 +11,15 @@ concern: each pure ASGI layer costs a call, a closure and a scan of the headers 
 import logging
 import time
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import limits, logs
+from api import limits, logs, tracing
+from api.access import Access
 from api.logs import CURRENT, REQUEST_LOGGER, route_of
 from api.metrics import TALLY
 from api.problems import UNEXPECTED, problem
+from api.tokens import Principal
 from api.tracing import trace_id_of, traceresponse
 
 log = logging.getLogger(REQUEST_LOGGER)
@@ -30,18 +33,25 @@ class Edge:
     """Trace id, body limit, request line and metrics for every HTTP request."""
 
     def __init__(
-        self, app: ASGIApp, *, metered: bool = True, traced: bool = False, max_body_bytes: int = limits.MAX_BODY_BYTES
+        self,
+        app: ASGIApp,
+        *,
+        metered: bool = True,
+        traced: bool = False,
+        access: Access | None = None,
+        max_body_bytes: int = limits.MAX_BODY_BYTES,
     ) -> None:
         self.app = app
         self.metered = metered  # METRICS
         self.traced = traced  # traces exported: the ids are those of FastAPI's server span
+        self.access = access  # AUTH_ISSUER: who may do what; None, nothing authenticated
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        traceparent = content_length = transfer_encoding = None
+        traceparent = content_length = transfer_encoding = authorization = None
         for name, value in scope["headers"]:
             if name == b"traceparent":
                 traceparent = value
@@ -49,6 +59,8 @@ class Edge:
                 content_length = value
             elif name == b"transfer-encoding":
                 transfer_encoding = value
+            elif name == b"authorization":
+                authorization = value
         header = traceresponse(traceparent, self.traced)
         status = 0
 
@@ -68,6 +80,8 @@ class Edge:
         started = time.perf_counter()
         TALLY.active += 1
         try:
+            if self.access is not None:
+                app = await self._authorised(self.access, scope, authorization, app)
             await app(scope, receive, send_with_trace_id)
         except Exception:
             if status:  # the response has begun: nothing left to answer with
@@ -80,6 +94,23 @@ class Edge:
                 self._ended(scope, status, time.perf_counter() - started, header)
             CURRENT.reset(token)
 
+    async def _authorised(self, access: Access, scope: Scope, authorization: bytes | None, app: ASGIApp) -> ASGIApp:
+        """`app` if the request may go on, its principal in the request's state; else the refusal to answer with."""
+        decided = await access.check(scope["method"], scope["path"], authorization)
+        if decided is None:
+            return app
+        if isinstance(decided, Principal):
+            scope.setdefault("state", {})["principal"] = decided
+            if self.traced:
+                tracing.name_principal(decided.subject, decided.client_id)
+            return app
+        # Refused before routing: the route is found here, so that the line and the metrics name it.
+        for route in scope["app"].router.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                scope["route"] = route
+                break
+        return decided
+
     def _ended(self, scope: Scope, status: int, seconds: float, header: bytes) -> None:
         method, route = scope["method"], route_of(scope)
         if self.metered:
@@ -88,12 +119,14 @@ class Edge:
         if not log.isEnabledFor(level):
             return
         milliseconds = round(seconds * 1000, 2)
-        fields = (method, route, status, milliseconds, trace_id_of(header))
+        principal = scope.get("state", {}).get("principal")
+        who = (principal.subject, principal.client_id) if principal is not None else (None, None)
+        fields = (method, route, status, milliseconds, trace_id_of(header), *who)
         handler = logs.request_lines
         if handler is not None:
             handler.write_request(level, fields)
             return
         # Logging set up by a host (tests, an embedding app): a record, as any other line.
         record = logging.LogRecord(log.name, level, __file__, 0, logs.request_message(fields), None, None)
-        record.__dict__.update(zip(logs.REQUEST_FIELDS, fields, strict=True))
+        record.__dict__.update(logs.named(fields))
         log.handle(record)

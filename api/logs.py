@@ -66,13 +66,13 @@ class TextFormatter(logging.Formatter):
         if trace_id is None:
             return line
         if hasattr(record, "duration_ms"):  # the request's own line names it already
-            return f"{line} trace_id={trace_id}"
+            return f"{line} trace_id={trace_id}{who(getattr(record, 'sub', None), getattr(record, 'client_id', None))}"
         return f"{line} ({getattr(record, 'request', '-')}, trace_id={trace_id})"
 
     def request_line(self, level: int, fields: "RequestFields", created: float = 0.0) -> str:
         """The line `format` would give a request's record, without making the record."""
         prefix = logging.getLevelName(level) + ":"
-        return f"{prefix:<9} {request_message(fields)} trace_id={fields[-1]}"
+        return f"{prefix:<9} {request_message(fields)} trace_id={fields[4]}{who(fields[5], fields[6])}"
 
 
 class JsonLines(JsonFormatter):
@@ -81,21 +81,37 @@ class JsonLines(JsonFormatter):
     def request_line(self, level: int, fields: "RequestFields", created: float) -> str:
         """The line `format` would give a request's record made at `created`, without making the record."""
         line: dict[str, object] = {"level": logging.getLevelName(level), "logger": REQUEST_LOGGER}
-        line |= {"message": request_message(fields), **dict(zip(REQUEST_FIELDS, fields, strict=True))}
+        line |= {"message": request_message(fields), **named(fields)}
         line["timestamp"] = datetime.fromtimestamp(created, UTC).isoformat()
         return json.dumps(line, ensure_ascii=False)
 
 
 REQUEST_LOGGER = "api.requests"
-# A request's line: method, route template, status, milliseconds, trace id; the names a record gives them.
-RequestFields = tuple[str, str, int, float, str]
-REQUEST_FIELDS = ("method", "route", "status", "duration_ms", "trace_id")
+# A request's line: method, route template, status, milliseconds, trace id, and with a verified token its
+# subject and client; the names a record gives them. Never the token.
+RequestFields = tuple[str, str, int, float, str, str | None, str | None]
+REQUEST_FIELDS = ("method", "route", "status", "duration_ms", "trace_id", "sub", "client_id")
 
 
 def request_message(fields: RequestFields) -> str:
     """A request's line's message, `GET /users/{user_id} 200 1.25ms`, however the line is written."""
-    method, route, status, milliseconds, _ = fields
+    method, route, status, milliseconds = fields[:4]
     return f"{method} {route or '-'} {status} {milliseconds:.2f}ms"
+
+
+def named(fields: RequestFields) -> dict[str, object]:
+    """The fields by name, as a record carries them: those a request without a token has not, left out."""
+    return {name: value for name, value in zip(REQUEST_FIELDS, fields, strict=True) if value is not None}
+
+
+def who(sub: str | None, client_id: str | None) -> str:
+    """` sub=... client_id=...` for a text line, each only when known; a value with spaces or controls quoted."""
+    found = [f"{name}={_printable(value)}" for name, value in (("sub", sub), ("client_id", client_id)) if value]
+    return "".join(f" {part}" for part in found)
+
+
+def _printable(value: str) -> str:
+    return value if value.isprintable() and " " not in value else json.dumps(value)
 
 
 class Writable(Protocol):

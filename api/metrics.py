@@ -66,7 +66,9 @@ WAIT_TIME = Histogram(
     buckets=WAIT_BOUNDS,
     registry=REGISTRY,
 )
-UnavailableReason = Literal["pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor"]
+UnavailableReason = Literal[
+    "pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor", "no_signing_keys"
+]
 UNAVAILABLE_REASONS: tuple[UnavailableReason, ...] = get_args(UnavailableReason)
 UNAVAILABLE = Counter(
     "users_api_unavailable_responses",
@@ -76,6 +78,12 @@ UNAVAILABLE = Counter(
 )
 for _reason in UNAVAILABLE_REASONS:  # at 0 from the start: an alert on their rate needs the series to exist
     UNAVAILABLE.labels(_reason)
+KEY_FETCHES = Counter(
+    "users_api_auth_key_fetches",
+    "Fetches of the issuer's signing keys (AUTH_ISSUER), by outcome: fetched, failed (the last keys kept).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 class Tally:

@@ -96,6 +96,7 @@ UNAVAILABLE_DETAILS: dict[UnavailableReason, str] = {
     "database_unreachable": "the database is unavailable; retry shortly",
     "statement_timeout": "the database is unavailable; retry shortly",
     "no_file_descriptor": "the service cannot open a database connection now; retry shortly",
+    "no_signing_keys": "the service has not fetched its identity provider's keys yet; retry shortly",
 }
 
 

@@ -4,8 +4,16 @@ Environment variables (and a `.env` file if present). What only operations read 
 how many workers, the embedded server) is api/ops/settings.py's.
 """
 
-from pydantic import Field, field_validator
+import ipaddress
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What AUTH_ALGORITHMS may name: asymmetric signatures only. `none` and the HS* family are refused: a
+# shared secret would let anyone who can verify a token also make one.
+SIGNATURE_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
 
 
 def postgres_url(url: str | None) -> str | None:
@@ -15,6 +23,33 @@ def postgres_url(url: str | None) -> str | None:
     if not url.startswith(("postgresql://", "postgres://")):
         raise ValueError("must start with postgresql:// (or postgres://)")
     return url
+
+
+def is_loopback(host: str) -> bool:
+    """`host` names this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def key_url(url: str | None) -> str | None:
+    """An https URL, or http to this machine only (a sidecar, a test): keys are never fetched in the clear."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError("must be an https:// URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("must be https://; http:// only to a loopback address")
+    return url  # as given: a token's iss must equal AUTH_ISSUER exactly, its trailing slash too
+
+
+def names(value: str) -> tuple[str, ...]:
+    """A comma-separated list, as AUTH_ALGORITHMS and AUTH_TOKEN_TYPES are written."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 class Settings(BaseSettings):
@@ -43,5 +78,47 @@ class Settings(BaseSettings):
         default=False, description="Answer 428 to a PATCH or DELETE without If-Match, instead of writing."
     )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
+    auth_issuer: str | None = Field(
+        default=None, description="The identity provider's issuer URL; set, every /users request needs a token."
+    )
+    auth_audience: str | None = Field(default=None, description="This service's identifier, as tokens' aud.")
+    auth_jwks_url: str | None = Field(default=None, description="The issuer's keys; unset: from its discovery.")
+    auth_algorithms: str = Field(default="RS256,ES256", description="Signature algorithms tokens may use.")
+    auth_token_types: str = Field(default="at+jwt", description="JWT typ values an access token may have.")
 
     _database_url = field_validator("database_url")(postgres_url)
+    _auth_issuer = field_validator("auth_issuer", "auth_jwks_url")(key_url)
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: str) -> str:
+        refused = [name for name in names(value) if name not in SIGNATURE_ALGORITHMS]
+        if refused or not names(value):
+            raise ValueError(f"{', '.join(refused) or 'nothing'}: name some of {', '.join(SIGNATURE_ALGORITHMS)}")
+        return value
+
+    @field_validator("auth_token_types")
+    @classmethod
+    def _some_type(cls, value: str) -> str:
+        if not names(value):
+            raise ValueError("name at least one JWT typ, such as at+jwt")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> Self:
+        if self.auth_issuer is not None and not self.auth_audience:
+            raise ValueError("AUTH_ISSUER is set without AUTH_AUDIENCE: set this service's identifier too")
+        if self.auth_issuer is None:
+            given = [name for name in ("auth_audience", "auth_jwks_url") if getattr(self, name)]
+            given += [name for name in ("auth_algorithms", "auth_token_types") if name in self.model_fields_set]
+            if given:
+                raise ValueError(f"{given[0].upper()} is set without AUTH_ISSUER, which turns authentication on")
+        return self
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return names(self.auth_algorithms)
+
+    @property
+    def token_types(self) -> tuple[str, ...]:
+        return names(self.auth_token_types)

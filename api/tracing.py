@@ -104,6 +104,14 @@ def traceresponse(traceparent: bytes | None, traced: bool) -> bytes:
     return fresh
 
 
+def name_principal(subject: str, client_id: str | None) -> None:
+    """The request's server span says whom its token speaks for: `user.id`, and the OAuth client."""
+    span = trace.get_current_span()
+    span.set_attribute("user.id", subject)
+    if client_id is not None:
+        span.set_attribute("oauth.client_id", client_id)
+
+
 def trace_id_of(traceresponse: bytes) -> str:
     """The 32 hex digits of the trace id."""
     return traceresponse[3:35].decode()

@@ -13,6 +13,7 @@ from api.ops import cli, embedded, migrator
 from api.ops.cluster import APP_ROLE, OWNER_ROLE, Databases, find_available_port, postmaster_pid
 from api.ops.processes import alive
 from api.ops.settings import ServiceSettings
+from bench.identity import identity_provider
 from tests.helpers import Service, owner_url
 
 
@@ -107,6 +108,57 @@ def test_with_database_url_no_embedded_server_is_started(monkeypatch: pytest.Mon
         assert found == Databases(app_url=app, owner_url=owner)
     with cli.databases(ServiceSettings(_env_file=None, database_url=app)) as found:
         assert found == Databases(app_url=app, owner_url=app), "one role for both when no owner is given"
+
+
+@pytest.mark.parametrize(
+    ("environment", "words"),
+    [
+        ({"HOST": "0.0.0.0"}, "HOST=0.0.0.0 may be reached from other machines and nothing is authenticated"),
+        ({"AUTH_ISSUER": "https://issuer.example"}, "AUTH_ISSUER is set without AUTH_AUDIENCE"),
+        ({"AUTH_AUDIENCE": "users-api"}, "AUTH_AUDIENCE is set without AUTH_ISSUER"),
+        (
+            {"AUTH_ISSUER": "https://issuer.example", "AUTH_AUDIENCE": "a", "AUTH_ALGORITHMS": "RS256,HS256"},
+            "AUTH_ALGORITHMS: HS256",
+        ),
+        ({"AUTH_ISSUER": "http://issuer.example", "AUTH_AUDIENCE": "a"}, "AUTH_ISSUER: must be https://"),
+        ({"ALLOW_ANONYMOUS": "true", "AUTH_ISSUER": "https://i.example", "AUTH_AUDIENCE": "a"}, "ALLOW_ANONYMOUS"),
+    ],
+    ids=["reachable without auth", "no audience", "no issuer", "HS256", "plain http", "both"],
+)
+def test_serve_refuses_an_unsafe_or_incomplete_authentication_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    words: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "no_such_wheel_installed")  # refused before any server
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert cli.main(["serve"]) == 2
+
+    message = capsys.readouterr().err
+    assert message.startswith("users-api: ") and words in message, message
+    assert message.count("\n") == 1
+
+
+def test_serve_refuses_an_issuer_whose_discovery_names_another(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(embedded, "WHEEL_PACKAGE", "no_such_wheel_installed")
+    with identity_provider() as provider:
+        provider.discovered_issuer = "https://someone-else.example"
+        monkeypatch.setenv("AUTH_ISSUER", provider.issuer)
+        monkeypatch.setenv("AUTH_AUDIENCE", "users-api")
+
+        assert cli.main(["serve"]) == 2
+
+    message = capsys.readouterr().err
+    assert message.startswith("users-api: AUTH_ISSUER: the discovery document at ")
+    assert "names the issuer 'https://someone-else.example'" in message and message.count("\n") == 1
 
 
 def test_an_unreachable_database_url_is_one_line(

@@ -15,34 +15,45 @@ from api.ops.logging_config import logging_config
 
 pytestmark = pytest.mark.anyio
 
-FIELDS: RequestFields = ("GET", "/users/{user_id}", 200, 1.25, "4bf92f3577b34da6a3ce929d0e0e4736")
+FIELDS: RequestFields = ("GET", "/users/{user_id}", 200, 1.25, "4bf92f3577b34da6a3ce929d0e0e4736", None, None)
+# A request with a verified token: its subject (one with a space, quoted in a text line) and its client.
+WITH_A_TOKEN: RequestFields = (*FIELDS[:5], "ada lovelace", "reports-app")
 
 
 def record_of(fields: RequestFields) -> logging.LogRecord:
     """The record the logging path makes for a request (api/edge.py, when logging is a host's)."""
-    method, route, status, milliseconds, _ = fields
+    method, route, status, milliseconds = fields[:4]
     record = logging.LogRecord("api.requests", logging.INFO, __file__, 0, "", None, None)
     record.msg = f"{method} {route} {status} {milliseconds:.2f}ms"
-    record.__dict__.update(zip(logs.REQUEST_FIELDS, fields, strict=True))
+    record.__dict__.update(logs.named(fields))
     return record
 
 
-def test_a_text_request_line_reads_as_its_record() -> None:
+@pytest.mark.parametrize("fields", [FIELDS, WITH_A_TOKEN], ids=["anonymous", "with a token"])
+def test_a_text_request_line_reads_as_its_record(fields: RequestFields) -> None:
     formatter = TextFormatter()
 
-    assert formatter.request_line(logging.INFO, FIELDS) == formatter.format(record_of(FIELDS))
+    assert formatter.request_line(logging.INFO, fields) == formatter.format(record_of(fields))
 
 
-def test_a_json_request_line_reads_as_its_record() -> None:
+def test_a_text_request_line_names_the_tokens_subject_and_client() -> None:
+    line = TextFormatter().request_line(logging.INFO, WITH_A_TOKEN)
+
+    assert line.endswith(' trace_id=4bf92f3577b34da6a3ce929d0e0e4736 sub="ada lovelace" client_id=reports-app')
+
+
+@pytest.mark.parametrize("fields", [FIELDS, WITH_A_TOKEN], ids=["anonymous", "with a token"])
+def test_a_json_request_line_reads_as_its_record(fields: RequestFields) -> None:
     configured = logging_config("info", "json")["formatters"]["default"]
     assert configured["()"] == "api.logs.JsonLines"
     formatter = JsonLines(**{key: value for key, value in configured.items() if key != "()"})
 
-    record = record_of(FIELDS)
-    fast = json.loads(formatter.request_line(logging.INFO, FIELDS, record.created))
+    record = record_of(fields)
+    fast = json.loads(formatter.request_line(logging.INFO, fields, record.created))
     made = json.loads(formatter.format(record))
 
     assert fast == made
+    assert ("sub" in made) is (fields[5] is not None)
 
 
 class Writes(io.RawIOBase):

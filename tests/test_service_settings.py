@@ -67,8 +67,9 @@ def documented_defaults(path: Path) -> dict[str, str]:
     """NAME: default, from a table's rows: `| `NAME` | `default` |`, or several, `| `A`, `B` | `a`, `b` |`."""
     found: dict[str, str] = {}
     for names, defaults in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| ([^|]*?) \|", path.read_text(), re.M):
-        values = [value.strip().strip("`") for value in defaults.split(",")]
-        found |= dict(zip((name.strip("`") for name in names.split(", ")), values, strict=True))
+        keys = [name.strip("`") for name in names.split(", ")]
+        values = [value.strip().strip("`") for value in defaults.split("`, `")] if len(keys) > 1 else [defaults]
+        found |= dict(zip(keys, (value.strip("`") for value in values), strict=True))
     return found
 
 

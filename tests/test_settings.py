@@ -43,3 +43,37 @@ def test_what_only_operations_read_is_not_the_apps(monkeypatch: pytest.MonkeyPat
 
     assert not {"host", "port", "workers", "migrate_on_serve", "embedded_pgdata"} & set(Settings.model_fields)
     assert Settings(_env_file=None).pool_max_size == 10
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://issuer.example/realms/x", "http://127.0.0.1:8080/realms/x", "http://[::1]:9/x", "http://localhost/x"],
+)
+def test_keys_come_over_https_or_from_this_machine(url: str) -> None:
+    assert Settings(_env_file=None, auth_issuer=url, auth_audience="users-api").auth_issuer == url
+
+
+@pytest.mark.parametrize("url", ["http://issuer.example", "http://10.0.0.1/x", "ftp://issuer.example", "issuer"])
+def test_keys_over_plain_http_from_elsewhere_are_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="auth_issuer"):
+        Settings(_env_file=None, auth_issuer=url, auth_audience="users-api")
+
+
+@pytest.mark.parametrize("algorithms", ["HS256", "RS256,none", "RS256,HS512", "", "RS384"])
+def test_only_asymmetric_signatures_may_be_named(algorithms: str) -> None:
+    with pytest.raises(ValidationError, match="auth_algorithms"):
+        Settings(_env_file=None, auth_issuer="https://i.example", auth_audience="a", auth_algorithms=algorithms)
+
+
+def test_the_authentication_settings_read_as_lists() -> None:
+    settings = Settings(
+        _env_file=None,
+        auth_issuer="https://i.example/",
+        auth_audience="a",
+        auth_algorithms="RS256, PS256,EdDSA",
+        auth_token_types="at+jwt,JWT",
+    )
+
+    assert settings.algorithms == ("RS256", "PS256", "EdDSA")
+    assert settings.token_types == ("at+jwt", "JWT")
+    assert settings.auth_issuer == "https://i.example/", "as given: a token's iss must equal it exactly"

@@ -16,6 +16,7 @@ import psycopg
 from pydantic import ValidationError
 from yoyo.exceptions import LockTimeout
 
+from api.keys import IssuerMismatch, KeyFetchError, check_discovery
 from api.ops import migrator
 from api.ops.cluster import Databases, cluster_for
 from api.ops.embedded import EmbeddedError
@@ -40,7 +41,22 @@ def migrate(settings: ServiceSettings) -> None:
         _apply_migrations(found)
 
 
+class Refused(Exception):
+    """The service must not start as configured; the message says why and what to set, in one line."""
+
+
 def serve(settings: ServiceSettings) -> None:
+    refusal = settings.anonymous_refusal()
+    if refusal is not None:
+        raise Refused(refusal)
+    if settings.auth_issuer is None:
+        log.warning(
+            "nothing is authenticated: anyone who reaches %s:%d may read and change every user (set AUTH_ISSUER)",
+            settings.host,
+            settings.port,
+        )
+    elif settings.auth_jwks_url is None:
+        _check_discovery(settings.auth_issuer)
     with databases(settings) as found:
         if settings.migrate_on_serve:
             _apply_migrations(found)  # once per deploy, before any worker starts
@@ -51,6 +67,17 @@ def serve(settings: ServiceSettings) -> None:
                 _run_uvicorn(settings)
         finally:
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _check_discovery(issuer: str) -> None:
+    """Refuse an issuer whose discovery document names another; one that cannot be reached now is served,
+    not ready until its keys are fetched (api/keys.py keeps trying)."""
+    try:
+        asyncio.run(check_discovery(issuer))
+    except IssuerMismatch as error:
+        raise Refused(f"AUTH_ISSUER: {error}") from None
+    except KeyFetchError as error:
+        log.warning("AUTH_ISSUER's discovery document could not be read (%s); serving, not ready until it is", error)
 
 
 @contextmanager
@@ -111,6 +138,15 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def configuration_problems(error: ValidationError) -> str:
+    """One line: each setting refused and why, named as its environment variable is."""
+    problems = []
+    for found in error.errors():
+        name, why = ".".join(map(str, found["loc"])).upper(), found["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {why}" if name else why)  # a rule across settings names them itself
+    return "; ".join(problems)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="users-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,8 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = ServiceSettings()
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
-        print(f"users-api: invalid configuration: {problems}", file=sys.stderr)
+        print(f"users-api: invalid configuration: {configuration_problems(error)}", file=sys.stderr)
         return 2
     if not logging.getLogger().handlers:  # as logging.basicConfig: a host that set up logging (pytest) keeps it
         logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
@@ -136,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed(settings, args.count)
         else:
             migrate(settings)
-    except EmbeddedError as error:
+    except (EmbeddedError, Refused) as error:
         print(f"users-api: {error}", file=sys.stderr)
         return 2
     except (psycopg.Error, LockTimeout) as error:  # from the migrations, before anything serves

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from api.settings import Settings, postgres_url
+from api.settings import Settings, is_loopback, postgres_url
 
 
 class ServiceSettings(Settings):
@@ -32,6 +32,9 @@ class ServiceSettings(Settings):
     embedded_pgport: int = Field(
         default=54329, ge=1, le=65535, description="TCP port of the embedded server (127.0.0.1 only)."
     )
+    allow_anonymous: bool = Field(
+        default=False, description="Serve with nothing authenticated on a HOST other than loopback."
+    )
 
     _owner_database_url = field_validator("owner_database_url")(postgres_url)
 
@@ -41,4 +44,15 @@ class ServiceSettings(Settings):
             raise ValueError(
                 "OWNER_DATABASE_URL is set without DATABASE_URL: set both, or neither for the embedded server"
             )
+        if self.allow_anonymous and self.auth_issuer is not None:
+            raise ValueError("ALLOW_ANONYMOUS is true and AUTH_ISSUER is set: one turns off what the other turns on")
         return self
+
+    def anonymous_refusal(self) -> str | None:
+        """Why `serve` must not start: nothing authenticated, on an address others may reach; None if it may."""
+        if self.auth_issuer is not None or self.allow_anonymous or is_loopback(self.host):
+            return None
+        return (
+            f"HOST={self.host} may be reached from other machines and nothing is authenticated: "
+            "set AUTH_ISSUER (and AUTH_AUDIENCE), or ALLOW_ANONYMOUS=true to serve anyone who reaches it"
+        )

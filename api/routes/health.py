@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel
 
 from api.db import Db
@@ -26,8 +26,11 @@ async def health() -> Status:
 
 
 @routes.get("/ready", response_model=Status, responses=problem_responses(503))
-async def ready(db: Db) -> Status | Response:
+async def ready(db: Db, request: Request) -> Status | Response:
     """Readiness: a pooled SELECT 1 within READY_TIMEOUT seconds, else 503."""
+    keys = request.state.keys  # with AUTH_ISSUER, not ready until its keys are fetched: no token could be verified
+    if keys is not None and not keys.loaded:
+        return unavailable_response("no_signing_keys")
     try:
         async with asyncio.timeout(db.ready_timeout):
             await db.fetchval(SQL.ping, read=True)
