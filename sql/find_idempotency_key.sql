@@ -1,5 +1,5 @@
--- find_idempotency_key: the answer kept for an Idempotency-Key within the last 24 hours.
--- Parameters: $1 key (text), $2 email (text), $3 name (text).
+-- find_idempotency_key: the answer kept for a client's Idempotency-Key within the last 24 hours.
+-- Parameters: $1 key (text), $2 email (text), $3 name (text), $4 principal (text, as create_user_once's).
 -- Returns: the user's id, version and JSON (body) kept with the key, and whether the request it was
 -- kept for had this email and name (request_matches); no row when the key has no answer kept
 -- within 24 hours.
@@ -13,5 +13,6 @@ SELECT /* find_idempotency_key */
     request_sha256 = sha256(convert_to(json_build_array($2::text, $3::text)::text, 'UTF8')) AS request_matches
 FROM idempotency_keys
 WHERE
-    idempotency_key = $1
+    principal = $4
+    AND idempotency_key = $1
     AND created_at > now() - interval '24 hours';

@@ -39,9 +39,9 @@ USERS = 200_000  # seeded for the plans of the query files
 # Representative parameters: an id in the middle of the table, a page at the start, an email.
 PARAMETERS: dict[str, tuple[Any, ...]] = {
     "create_user": ("new.person@example.com", "New Person"),
-    "create_user_once": ("a-key", "new.person@example.com", "New Person"),
-    "find_idempotency_key": ("a-key", "new.person@example.com", "New Person"),
-    "forget_idempotency_key": ("a-key",),
+    "create_user_once": ("a-key", "new.person@example.com", "New Person", "https://issuer.example user-7"),
+    "find_idempotency_key": ("a-key", "new.person@example.com", "New Person", ""),
+    "forget_idempotency_key": ("a-key", ""),
     "get_user": (USERS // 2,),
     "list_users": (0, 50),
     "find_users_by_email": ("user100000@example.com", 0),

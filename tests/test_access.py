@@ -308,3 +308,20 @@ async def test_the_request_line_names_the_tokens_subject_and_client(
     )
     assert (line.sub, line.client_id) == ("ada", "reports")  # type: ignore[attr-defined]
     assert token not in caplog.text
+
+
+async def test_an_idempotency_key_is_its_clients_own(authed: httpx.AsyncClient, provider: IdentityProvider) -> None:
+    ada, grace = {"email": "ada@example.com", "name": "Ada"}, {"email": "grace@example.com", "name": "Grace"}
+    first, second = bearer(provider.token(sub="first")), bearer(provider.token(sub="second"))
+    key = {"Idempotency-Key": '"shared-key"'}
+
+    created = await authed.post("/users", json=ada, headers=first | key)
+    same_key_other_client = await authed.post("/users", json=ada, headers=second | key)
+    own_answer = await authed.post("/users", json=grace, headers=second | key)
+    replayed = await authed.post("/users", json=ada, headers=first | key)
+
+    assert created.status_code == 201
+    assert_problem(same_key_other_client, 409)  # the email is taken: never the first client's kept 201
+    assert own_answer.status_code == 201 and own_answer.json()["email"] == grace["email"]
+    assert replayed.status_code == 201 and replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == created.json()

@@ -64,7 +64,8 @@ async def test_a_key_whose_first_request_is_in_flight_is_409(
     client: httpx.AsyncClient, postgresql: psycopg.Connection
 ) -> None:
     # The first request holds the key's lock until its transaction ends: here, a session of the test's.
-    postgresql.execute("SELECT pg_advisory_xact_lock(hashtextextended('k-3', 0))")
+    # The lock is on the principal ('' with no token), a space, and the key.
+    postgresql.execute("SELECT pg_advisory_xact_lock(hashtextextended(' ' || 'k-3', 0))")
 
     response = await client.post("/users", json=ADA, headers=keyed("k-3"))
     postgresql.rollback()

@@ -16,7 +16,11 @@ from api.resources import resource_dir
 from tests.helpers import APP, OWNER, database_made_by_dba
 
 EMPTY_DATABASE = "users_api_migrations_test"
-ALL = ["0001_create_users", "0002_grant_app_role", "0003_user_versions", "0004_idempotency_keys"]
+ALL = [
+    "0001_create_users", "0002_grant_app_role", "0003_user_versions", "0004_idempotency_keys",
+    "0005_idempotency_key_principals", "0006_idempotency_keys_by_principal", "0007_idempotency_keys_principal_pkey",
+]  # fmt: skip
+KEYS_BY_PRINCIPAL = ALL[4:]
 GRANTED = {"users:SELECT", "users:INSERT", "users:UPDATE", "users:DELETE"}
 KEYS_GRANTED = {"idempotency_keys:SELECT", "idempotency_keys:INSERT", "idempotency_keys:DELETE"}
 
@@ -66,8 +70,13 @@ def test_up_down_up(empty_database: str) -> None:
     assert "users.version" in up["columns"] and up["triggers"] == {"users_version_bump"}
     assert up["granted"] == GRANTED | KEYS_GRANTED
 
+    assert "idempotency_keys.principal" in up["columns"]
+    assert "idempotency_keys_principal_key_idx" not in up["indexes"], "it became the primary key"
+
     assert migrator.apply(empty_database, APP.name) == [], "applying twice changes nothing"
 
+    assert migrator.rollback(empty_database, APP.name, count=3) == KEYS_BY_PRINCIPAL[::-1]
+    assert "idempotency_keys.principal" not in schema(empty_database)["columns"]
     assert migrator.rollback(empty_database, APP.name) == ["0004_idempotency_keys"]
     assert schema(empty_database)["tables"] == {"users"}
     assert schema(empty_database)["granted"] == GRANTED
@@ -152,14 +161,18 @@ def test_0003_gives_users_a_version_without_rewriting_the_table(empty_database: 
     # A table rewritten by ALTER gets a new file: the same file afterwards means no rewrite, and no
     # long ACCESS EXCLUSIVE lock on users however many it holds.
     migrator.apply(empty_database, APP.name)
-    migrator.rollback(empty_database, APP.name, count=2)  # back to 0002: users without a version
+    migrator.rollback(empty_database, APP.name, count=2 + len(KEYS_BY_PRINCIPAL))  # back to 0002: no version
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO users (email, name) SELECT 'u' || n || '@example.com', 'U' FROM generate_series(1, 20000) AS n"
         )
         before = conn.execute("SELECT pg_relation_filenode('users')").fetchone()
 
-    assert migrator.apply(empty_database, APP.name) == ["0003_user_versions", "0004_idempotency_keys"]
+    assert migrator.apply(empty_database, APP.name) == [
+        "0003_user_versions",
+        "0004_idempotency_keys",
+        *KEYS_BY_PRINCIPAL,
+    ]
     with psycopg.connect(empty_database, autocommit=True) as conn:
         after = conn.execute("SELECT pg_relation_filenode('users')").fetchone()
         versions = conn.execute("SELECT version, count(*) FROM users GROUP BY version").fetchall()

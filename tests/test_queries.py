@@ -88,11 +88,11 @@ def statements_waiting_for_a_lock(admin_url: str) -> list[str]:
 SIGNATURES = {
     "create_user": (["text", "text"], ["id", "version", "body"]),
     "create_user_once": (
-        ["text", "text", "text"],
+        ["text", "text", "text", "text"],
         ["outcome", "id", "version", "body", "request_matches"],
     ),
-    "find_idempotency_key": (["text", "text", "text"], ["id", "version", "body", "request_matches"]),
-    "forget_idempotency_key": (["text"], ["idempotency_key"]),
+    "find_idempotency_key": (["text", "text", "text", "text"], ["id", "version", "body", "request_matches"]),
+    "forget_idempotency_key": (["text", "text"], ["idempotency_key"]),
     "get_user": (["int8"], ["version", "body"]),
     "list_users": (["int8", "int8"], ["body", "last_id", "more"]),
     "find_users_by_email": (["text", "int8"], ["body"]),
@@ -123,12 +123,12 @@ async def test_every_file_that_returns_users_returns_them_as_clients_see_them(da
     try:
         made = await conn.fetchrow(SQL.create_user, "shape@example.com", "Shape")
         assert made is not None
-        kept = await conn.fetchrow(SQL.create_user_once, "shape-key", "kept@example.com", "Kept")
+        kept = await conn.fetchrow(SQL.create_user_once, "shape-key", "kept@example.com", "Kept", "")
         bodies = {
             "create_user": made["body"],
             "create_user_once": kept["body"] if kept else None,
             "find_idempotency_key": await conn.fetchval(
-                SQL.find_idempotency_key, "shape-key", "kept@example.com", "Kept", column=2
+                SQL.find_idempotency_key, "shape-key", "kept@example.com", "Kept", "", column=2
             ),
             "get_user": await conn.fetchval(SQL.get_user, made["id"], column=1),
             "list_users": await conn.fetchval(SQL.list_users, 0, 10),

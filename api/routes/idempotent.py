@@ -2,6 +2,8 @@
 
 One statement (sql/create_user_once.sql) decides whether the key is new, kept, or being answered, and
 creates the user when it is new; two more query files settle the rare races of concurrent first uses.
+A key is its client's own: kept with the issuer and subject of the request's token, so that another
+client sending the same key gets its own answer, never the first one's.
 """
 
 from typing import Annotated, Any
@@ -14,6 +16,7 @@ from api.problems import problem
 from api.queries import SQL
 from api.routes.responses import created, email_taken
 from api.schemas import UserCreate
+from api.tokens import Principal
 
 IDEMPOTENCY_KEY_INDEX = "idempotency_keys_pkey"
 # 1 to 255 visible ASCII characters (spaces inside), quoted as the draft's sf-string or bare; the
@@ -32,16 +35,22 @@ IdempotencyKey = Annotated[
 ]
 
 
+def owner(principal: Principal | None) -> str:
+    """Whose keys these are, as idempotency_keys.principal holds it: `<iss> <sub>`, or '' with no token."""
+    return "" if principal is None else f"{principal.issuer} {principal.subject}"
+
+
 def unquoted(key: str) -> str:
     """The key itself: `"abc"` and `abc` name the same one."""
     return key[1:-1] if key[0] == '"' else key  # the pattern let a leading quote in only as a pair
 
 
-async def create_once(db: Db, key: str, body: UserCreate) -> Response:
+async def create_once(db: Db, key: str, body: UserCreate, principal: Principal | None) -> Response:
     """create_user_once decides: created, kept (replayed or 422), or in flight (409); races end in a second look."""
+    client = owner(principal)
     for _ in range(2):
         try:
-            row = await db.fetchrow(SQL.create_user_once, key, body.email, body.name)
+            row = await db.fetchrow(SQL.create_user_once, key, body.email, body.name, client)
         except Conflict as error:
             if error.constraint != IDEMPOTENCY_KEY_INDEX:
                 raise
@@ -56,12 +65,12 @@ async def create_once(db: Db, key: str, body: UserCreate) -> Response:
             if row["outcome"] == "in_flight":
                 raise _in_flight(key)
         # Taken since the statement began: by this key's first request, or another user has the email.
-        found = await db.fetchrow(SQL.find_idempotency_key, key, body.email, body.name, read=True)
+        found = await db.fetchrow(SQL.find_idempotency_key, key, body.email, body.name, client, read=True)
         if found is not None:
             return _replayed(found, key)
         if row is not None:
             raise email_taken(body.email)
-        await db.fetchval(SQL.forget_idempotency_key, key)  # kept over 24 hours ago: free it, try again
+        await db.fetchval(SQL.forget_idempotency_key, key, client)  # kept over 24 hours ago: free it, try again
     raise _in_flight(key)
 
 

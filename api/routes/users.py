@@ -20,10 +20,11 @@ routes = Routes(tags=["users"])
 
 
 @routes.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserPublic, responses=openapi.CREATE_USER)
-async def create_user(body: UserCreate, db: Db, idempotency_key: IdempotencyKey = None) -> Response:
+async def create_user(body: UserCreate, db: Db, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     """Create a user; 409 if the email is taken, compared case-insensitively."""
     if idempotency_key is not None:
-        return await create_once(db, unquoted(idempotency_key), body)
+        principal = request.state.principal if "principal" in request.scope.get("state", {}) else None
+        return await create_once(db, unquoted(idempotency_key), body, principal)
     row = await db.fetchrow(SQL.create_user, body.email, body.name)
     if row is None:
         raise email_taken(body.email)
