@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access = Access(Verifier(keys, settings.auth_audience, settings.algorithms, settings.token_types))
     app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported, access=access)
     install_problem_handlers(app)
-    document_every_response(app)
+    document_every_response(app, authenticated=access is not None)
     return app
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.access import REALM, required_scope
 from api.problems import PROBLEM_JSON, RETRY_AFTER_HEADER, problem_responses
 
 # Read from the request's headers by get_user itself and documented here, rather than declared as a
@@ -89,15 +90,56 @@ TRACERESPONSE_HEADER = {
 }
 
 
-def document_every_response(app: FastAPI) -> None:
-    """Every response documented with the `traceresponse` it carries; errors under application/problem+json."""
+# With AUTH_ISSUER: the bearer scheme (http bearer: a generated client's AuthenticatedClient sends it),
+# the scopes each operation needs, and its 401 and 403 with their challenge.
+BEARER = "bearerAuth"
+SECURITY_SCHEMES = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An OAuth 2.0 access token (RFC 9068) from the identity provider the service trusts "
+        "(AUTH_ISSUER), holding the operation's scope in `scope` or `scp`.",
+    }
+}
+WWW_AUTHENTICATE_HEADER = {
+    "WWW-Authenticate": {
+        "description": f"RFC 6750's challenge: `{REALM}`, with `error` and `error_description` (invalid_token) "
+        "or `error` and `scope` (insufficient_scope) when a token was sent.",
+        "schema": {"type": "string"},
+    }
+}
+REFUSALS = {
+    "401": "Unauthorized: no bearer token, or one that fails a check.",
+    "403": "Forbidden: the token does not grant the operation's scope.",
+}
+
+
+def _secure(path: str, method: str, operation: dict[str, Any]) -> None:
+    scope = required_scope(method.upper(), path)
+    if scope is None:
+        return
+    operation["security"] = [{BEARER: [scope]}]
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for code, description in REFUSALS.items():
+        operation["responses"][code] = {"description": description, "headers": dict(WWW_AUTHENTICATE_HEADER)}
+        operation["responses"][code]["content"] = problem
+
+
+def document_every_response(app: FastAPI, authenticated: bool = False) -> None:
+    """Every response documented with the `traceresponse` it carries; errors under application/problem+json;
+    with `authenticated`, the bearer scheme and what each operation needs of it."""
     build = app.openapi
 
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            for path in schema["paths"].values():
-                for operation in path.values():
+            if authenticated:
+                schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+            for route, path in schema["paths"].items():
+                for method, operation in path.items():
+                    if authenticated:
+                        _secure(route, method, operation)
                     for code, response in operation.get("responses", {}).items():
                         response["headers"] = response.get("headers", {}) | TRACERESPONSE_HEADER
                         content = response.get("content", {})
