@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-profile clean
+.PHONY: run test check lint migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-auth bench-profile clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -45,6 +45,9 @@ bench-icount: $(VENV)/.bench-installed
 
 bench-observability: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.observability
+
+bench-auth: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.auth
 
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile --workload $(or $(WORKLOAD),get)

@@ -43,9 +43,21 @@ App = Callable[..., Awaitable[None]]
 PooledConnection = Any  # asyncpg's pooled connection proxy
 
 
-async def call(app: App, method: str, path: str, state: dict[str, Any], query: bytes = b"", body: bytes = b"") -> int:
-    """One request through the whole ASGI app; `state` stands for what the lifespan yielded."""
+async def call(
+    app: App,
+    method: str,
+    path: str,
+    state: dict[str, Any],
+    query: bytes = b"",
+    body: bytes = b"",
+    token: str | None = None,
+    ok: tuple[int, ...] = (200, 201),
+) -> int:
+    """One request through the whole ASGI app, with a bearer `token` if given; `state` stands for what the
+    lifespan yielded. RuntimeError for a status not in `ok`."""
     headers = [(b"host", b"bench")]
+    if token is not None:
+        headers.append((b"authorization", b"Bearer " + token.encode()))
     if body:
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     scope = {
@@ -69,8 +81,8 @@ async def call(app: App, method: str, path: str, state: dict[str, Any], query: b
             status = message["status"]
 
     await app(scope, receive, send)
-    if status not in (200, 201):
-        raise RuntimeError(f"{method} {path}: {status}, where a 200 or 201 was expected")
+    if status not in ok:
+        raise RuntimeError(f"{method} {path}: {status}, where one of {ok} was expected")
     return status
 
 

@@ -16,7 +16,7 @@ from bench import wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = [
-    "users-api", "users-api-unobserved", "users-api-2w", "raw-minimal", "orm", "http-ceiling",
+    "users-api", "users-api-unobserved", "users-api-auth", "users-api-2w", "raw-minimal", "orm", "http-ceiling",
     "db-asyncpg", "db-pgbench",
 ]  # fmt: skip
 WORKLOADS = ["create", "get", "list_start", "list_deep", "mix"]
@@ -27,6 +27,8 @@ PACKAGES = [
 DESCRIPTIONS = {
     "users-api": "this service, `users-api serve`",
     "users-api-unobserved": "the same without a log line per request or metrics (METRICS=false, LOG_LEVEL=warning)",
+    "users-api-auth": "the same with AUTH_ISSUER set: every request's bearer token verified (bench/identity.py's "
+    "issuer, one client's RS256 token, remembered once verified)",
     "users-api-2w": "the same with `WORKERS=2`",
     "raw-minimal": "the least FastAPI app running the same sql/ files: pool in the lifespan, no dependency, queue, "
     "middleware or custom validator (bench/baselines/raw_minimal.py)",
@@ -107,6 +109,17 @@ def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | Non
             median_of(runs, "users-api-unobserved", workload, "api_cpu_us"),
         )
         rows.append((f"users-api API CPU / users-api-unobserved's, {workload}", cpu, "", None))
+    # What authentication costs: the same service verifying every request's token, over it anonymous.
+    for workload in WORKLOADS:
+        cpu = ratio(
+            median_of(runs, "users-api-auth", workload, "api_cpu_us"),
+            median_of(runs, "users-api", workload, "api_cpu_us"),
+        )
+        goal = workload == "get"
+        met = None if cpu is None or not goal else cpu <= 1.10
+        rows.append((f"users-api-auth API CPU / users-api's, {workload}", cpu, "<= 1.10" if goal else "", met))
+        rows.append((f"users-api-auth req/s / users-api's, {workload}", ratio(rps("users-api-auth", workload),
+                     rps("users-api", workload)), "", None))  # fmt: skip
     for workload in WORKLOADS:
         two = ratio(rps("users-api-2w", workload), rps("users-api", workload))
         rows.append((f"users-api WORKERS=2 / WORKERS=1 req/s, {workload}", two, "", None))

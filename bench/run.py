@@ -27,6 +27,7 @@ import psycopg
 
 from api.ops.cluster import Cluster, EmbeddedCluster, cluster_for, find_available_port
 from bench import dbceiling, procstat, report, systems, wrk
+from bench.identity import AUDIENCE, identity_provider
 from bench.report import SYSTEMS, WORKLOADS, Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
 TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
 UNOBSERVED = "users-api-unobserved"  # METRICS=false, LOG_LEVEL=warning: what observability costs
+AUTHENTICATED = "users-api-auth"  # AUTH_ISSUER: every request's bearer token verified, what that costs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
 
 # Fixed statements of the harness's own (not the service's): a fresh database for every run.
@@ -244,8 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     runs: list[Run] = []
     commands: dict[str, str] = {}
-    with tempfile.TemporaryDirectory() as scratch, database(ROOT / ".pgdata-bench") as db:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        database(ROOT / ".pgdata-bench") as db,
+        identity_provider() as provider,
+    ):
         logs = Path(scratch)
+        # users-api-auth's token, sent with every request of the load (the others ignore it): one client's,
+        # as a client reuses its token until it expires, which outlasts the run.
+        os.environ["BENCH_TOKEN"] = provider.token(lifetime=6 * 3600)
         progress(f"seeding {config.rows:,} users")
         seed_rate, commands["seed"] = populate(db, config.rows)
         progress(f"seeded at {seed_rate:,.0f} rows/s")
@@ -254,6 +263,14 @@ def main(argv: list[str] | None = None) -> int:
             api,
             systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
             systems.users_api(db.url, find_available_port(), config.workers, name=UNOBSERVED, observed=False),
+            systems.users_api(
+                db.url,
+                find_available_port(),
+                config.workers,
+                name=AUTHENTICATED,
+                issuer=provider.issuer,
+                audience=AUDIENCE,
+            ),
             systems.raw_minimal(db.url, find_available_port(), config.workers),
             systems.orm(db.url, find_available_port(), config.workers),
         ]

@@ -30,6 +30,7 @@ class System:
     env: dict[str, str]
     port: int
     cwd: Path = ROOT  # another checkout (a `git worktree` of an older commit) runs its own code
+    probe: str = "/users/1"  # answered below 500 once the system serves; users-api's /ready, 200 once ready
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -57,7 +58,7 @@ class System:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited at start; see {log.name}")
             try:
-                if httpx.get(f"{self.url}/users/1", timeout=2).status_code < 500:
+                if httpx.get(f"{self.url}{self.probe}", timeout=2).status_code < 500:
                     return
             except httpx.TransportError:
                 time.sleep(0.2)
@@ -74,16 +75,29 @@ class System:
             self.process.wait()
 
 
-def users_api(database_url: str, port: int, workers: int, name: str = "users-api", *, observed: bool = True) -> System:
+def users_api(
+    database_url: str,
+    port: int,
+    workers: int,
+    name: str = "users-api",
+    *,
+    observed: bool = True,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> System:
     """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools), its defaults kept.
 
     Observed, as by default: a log line per request (LOG_LEVEL=info) and Prometheus metrics. Not observed:
-    METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs.
+    METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs. With `issuer`, every
+    /users request needs a bearer token from it (AUTH_ISSUER): the load sends one (BENCH_TOKEN).
     """
     env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers)}
     if not observed:
         env |= {"METRICS": "false", "LOG_LEVEL": "warning"}
-    return System(name, [sys.executable, "-m", "api", "serve"], env, port)
+    if issuer is not None and audience is not None:
+        env |= {"AUTH_ISSUER": issuer, "AUTH_AUDIENCE": audience}
+    # /ready: 503 until the pool (and with an issuer, its keys) can serve, where /users/1 could be a 401.
+    return System(name, [sys.executable, "-m", "api", "serve"], env, port, probe="/ready")
 
 
 def raw_minimal(database_url: str, port: int, workers: int) -> System:

@@ -1,7 +1,8 @@
 -- The request stream of one workload, for wrk. Every response that is not 2xx is counted, and
 -- done() prints one BENCH_RESULT line of JSON that the harness reads.
 -- Environment: BENCH_WORKLOAD (create | get | list_start | list_deep | mix), BENCH_ROWS (users
--- seeded), BENCH_TAG (unique per wrk run, so every POST carries an email never used before).
+-- seeded), BENCH_TAG (unique per wrk run, so every POST carries an email never used before),
+-- BENCH_TOKEN (a bearer access token every request carries, for users-api-auth; the others ignore it).
 
 local workload = os.getenv("BENCH_WORKLOAD")
 local rows = tonumber(os.getenv("BENCH_ROWS"))
@@ -20,6 +21,11 @@ function init(args)
 end
 
 local json_headers = { ["Content-Type"] = "application/json" }
+local token = os.getenv("BENCH_TOKEN")
+if token ~= nil and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+  json_headers["Authorization"] = "Bearer " .. token
+end
 
 local function create()
   created = created + 1

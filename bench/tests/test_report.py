@@ -44,6 +44,7 @@ def fake_runs() -> list[report.Run]:
         runs += [run(r, "raw-minimal", workload, 8000.0, cpu=80.0) for r in (1, 2, 3)]
         runs += [run(r, "users-api-2w", workload, 7800.0) for r in (1, 2, 3)]
         runs += [run(r, "users-api-unobserved", workload, 6700.0, cpu=95.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-auth", workload, 6200.0, cpu=105.0) for r in (1, 2, 3)]
         runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
     runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
     return runs
@@ -61,6 +62,9 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api WORKERS=2 / WORKERS=1 req/s, get"] == (1.2, None)
     assert found["users-api req/s / users-api-unobserved's, get"] == (6500 / 6700, True)
     assert found["users-api API CPU / users-api-unobserved's, get"] == (100 / 95, None)
+    assert found["users-api-auth API CPU / users-api's, get"] == (1.05, True)
+    assert found["users-api-auth API CPU / users-api's, create"] == (1.05, None), "a target on get-one alone"
+    assert found["users-api-auth req/s / users-api's, get"] == (6200 / 6500, None)
 
 
 def write_report(path: Path) -> str:
