@@ -140,7 +140,8 @@ class KeySet:
 
     def __init__(self, issuer: str, jwks_url: str | None) -> None:
         self.issuer = issuer
-        self.jwks_url = jwks_url  # None: from discovery, at every fetch
+        self.jwks_url = jwks_url  # None: from discovery, read again only after a fetch of its jwks_uri failed
+        self.discovered: str | None = None
         self.client: httpx.AsyncClient | None = None  # while the app serves: kept_fresh() opens and closes it
         self.keys: dict[str, SigningKey] = {}
         self.fingerprint = ""
@@ -163,13 +164,16 @@ class KeySet:
         if self.client is None:
             raise KeyFetchError("the keys are fetched while the app serves (kept_fresh), not before")
         try:
-            url = self.jwks_url or await discover(self.client, self.issuer)
+            if self.jwks_url is None and self.discovered is None:
+                self.discovered = await discover(self.client, self.issuer)
+            url = self.jwks_url or self.discovered or ""
             document, self.max_age = await fetch_json(self.client, url)
             keys, fingerprint = signing_keys(document)
             if not keys:
                 raise KeyFetchError(f"{url} holds no signing key with a key id")
         except KeyFetchError:
             metrics.KEY_FETCHES.labels("failed").inc()
+            self.discovered = None  # the issuer may have moved its keys: discovery is read again next time
             raise
         metrics.KEY_FETCHES.labels("fetched").inc()
         if self.failing:

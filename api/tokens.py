@@ -161,7 +161,7 @@ def header_of(token: str) -> dict[str, Any]:
     encoded = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: JSON nested past the parser's depth
         raise InvalidToken("the token's header is not base64url-encoded JSON") from None
     if not isinstance(header, dict):
         raise InvalidToken("the token's header is not a JSON object")

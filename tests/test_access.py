@@ -136,6 +136,7 @@ REFUSED: dict[str, tuple[Callable[[IdentityProvider], str], str]] = {
     "garbage": (lambda p: "not-a-token", "three dot-separated parts"),
     "two segments": (lambda p: "e30.e30", "three dot-separated parts"),
     "undecodable header": (lambda p: "%%%.e30.sig", "header is not base64url"),
+    "a header nested too deeply": (lambda p: f"{b64(b'[' * 2500 + b']' * 2500)}.e30.sig", "header is not base64url"),
     "16 KiB": (lambda p: "a" * 16 * 1024, "longer than 8192 bytes"),
 }
 
@@ -260,7 +261,7 @@ async def test_a_flood_of_unknown_key_ids_costs_the_issuer_one_fetch(
 
     fetched = sum((provider.fetches - before).values())
     assert refusals == [401] * 100
-    assert fetched <= 2, "one JWKS fetch (and the discovery before it) for 100 unknown key ids"
+    assert fetched == 1, "one JWKS fetch for 100 unknown key ids"
 
 
 async def test_while_the_issuer_is_down_its_known_keys_still_verify(
@@ -325,3 +326,16 @@ async def test_an_idempotency_key_is_its_clients_own(authed: httpx.AsyncClient, 
     assert own_answer.status_code == 201 and own_answer.json()["email"] == grace["email"]
     assert replayed.status_code == 201 and replayed.headers["idempotent-replayed"] == "true"
     assert replayed.json() == created.json()
+
+
+async def test_keys_come_from_auth_jwks_url_when_it_is_set(
+    client_factory: ClientFactory, provider: IdentityProvider
+) -> None:
+    async with client_factory(
+        auth_issuer=provider.issuer, auth_audience=AUDIENCE, auth_jwks_url=provider.jwks_url
+    ) as client:
+        assert (await until_ready(client)).status_code == 200
+        answered = await client.get("/users", headers=bearer(provider.token()))
+
+    assert answered.status_code == 200
+    assert not [path for path in provider.fetches if path.endswith("openid-configuration")], "no discovery"

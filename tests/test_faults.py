@@ -139,7 +139,7 @@ async def test_a_pool_held_up_by_a_lock_gives_only_200s_and_503s_then_recovers(
     assert after == [200] * 20 and patched.status_code == 200, "recovered once the lock is gone"
 
 
-CONCURRENT_INDEX = """-- 0003: an index on name, built while the API serves.
+CONCURRENT_INDEX = """-- An index on name, built while the API serves.
 -- transactional: false
 CREATE INDEX CONCURRENTLY users_name_idx ON users (name);
 """
@@ -158,8 +158,8 @@ async def test_a_migration_applied_and_rolled_back_under_load_costs_no_request(
     postgresql.commit()
     for migration in resource_dir("migrations").iterdir():
         (tmp_path / migration.name).write_text(migration.read_text())
-    (tmp_path / "0005_index_users_name.sql").write_text(CONCURRENT_INDEX)
-    (tmp_path / "0005_index_users_name.rollback.sql").write_text(CONCURRENT_INDEX_ROLLBACK)
+    (tmp_path / "9999_index_users_name.sql").write_text(CONCURRENT_INDEX)  # after every real migration
+    (tmp_path / "9999_index_users_name.rollback.sql").write_text(CONCURRENT_INDEX_ROLLBACK)
     backend = get_backend(migrator.yoyo_url(owner_database_url, APP.name))
     indexes = "SELECT count(*) FROM pg_indexes WHERE indexname = 'users_name_idx'"
     try:

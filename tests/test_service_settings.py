@@ -68,8 +68,8 @@ def documented_defaults(path: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for names, defaults in re.findall(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| ([^|]*?) \|", path.read_text(), re.M):
         keys = [name.strip("`") for name in names.split(", ")]
-        values = [value.strip().strip("`") for value in defaults.split("`, `")] if len(keys) > 1 else [defaults]
-        found |= dict(zip(keys, (value.strip("`") for value in values), strict=True))
+        values = defaults.split(",") if len(keys) > 1 else [defaults]  # one default may hold commas itself
+        found |= dict(zip(keys, (value.strip().strip("`") for value in values), strict=True))
     return found
 
 

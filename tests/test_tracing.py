@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from api.tracing import TELEMETRY_OFF, NamedAfterQueryFile, exported, telemetry_config
+from bench.identity import AUDIENCE, identity_provider
 from tests.helpers import ServedAPI
 from tests.test_edge import PARENT_SPAN, PARENT_TRACE, TRACERESPONSE
 
@@ -108,11 +109,14 @@ def test_one_exported_trace_holds_the_request_and_its_statement(
         "OTEL_LOGS_EXPORTER": "none",
         "OTEL_SERVICE_NAME": "users-api",
     }
-    api = ServedAPI(env, tmp_path)
-    try:
-        response = api.client.get("/users/1", headers={"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"})
-    finally:
-        assert api.stop(signal.SIGTERM) == 0  # a stop flushes the spans not yet sent
+    with identity_provider() as provider:  # with authentication on: the server span names whom the token is for
+        api = ServedAPI(env | {"AUTH_ISSUER": provider.issuer, "AUTH_AUDIENCE": AUDIENCE}, tmp_path)
+        headers = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
+        headers["Authorization"] = f"Bearer {provider.token(sub='ada', client_id='reports')}"
+        try:
+            response = api.client.get("/users/1", headers=headers)
+        finally:
+            assert api.stop(signal.SIGTERM) == 0  # a stop flushes the spans not yet sent
     found = TRACERESPONSE.fullmatch(response.headers["traceresponse"])
     assert response.status_code == 404 and found is not None
 
@@ -121,6 +125,8 @@ def test_one_exported_trace_holds_the_request_and_its_statement(
     server, statement = by_name["GET /users/{user_id}"], by_name["get_user"]
     assert server.kind == Span.SPAN_KIND_SERVER and server.parent_span_id.hex() == PARENT_SPAN
     assert found.group(2) == server.span_id.hex(), "traceresponse names the server span"
+    named = {attribute.key: attribute.value.string_value for attribute in server.attributes}
+    assert (named["user.id"], named["oauth.client_id"]) == ("ada", "reports")
     assert statement.kind == Span.SPAN_KIND_CLIENT
     attributes = {attribute.key: attribute.value.string_value for attribute in statement.attributes}
     assert "FROM users" in attributes["db.statement"] and "db.statement.parameters" not in attributes
