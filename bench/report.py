@@ -183,6 +183,20 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def _producer(config: dict[str, Any]) -> str:
+    """The command that made these results; a subset of systems or workloads is named, not passed off as the whole."""
+    target = "make bench-quick" if config["quick"] else "make bench"
+    subset = [
+        f"--{option} {','.join(config[option])}"
+        for option, everything in (("systems", SYSTEMS), ("workloads", WORKLOADS))
+        if list(config[option]) != everything
+    ]
+    if subset:
+        quick = ["--quick"] if config["quick"] else []
+        return f"`python -m bench.run {' '.join(quick + subset)}` (a part of `{target}`)"
+    return f"`{target}` (`python -m bench.run`)"
+
+
 def write(
     path: Path,
     runs: Sequence[Run],
@@ -201,8 +215,7 @@ def write(
     lines = [
         f"# Benchmark {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Produced by `{'make bench-quick' if config['quick'] else 'make bench'}` (`python -m bench.run`) at "
-        f"{commit()}, "
+        f"Produced by {_producer(config)} at {commit()}, "
         f"{config['rounds']} round(s) with the order of systems rotated, {config['warmup']:g} s warm-up discarded "
         f"and {config['seconds']:g} s measured per run, {config['connections']} HTTP connections, "
         f"{config['workers']} uvicorn worker(s) per HTTP system, {config['db_connections']} connections for the "

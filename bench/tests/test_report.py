@@ -67,7 +67,7 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api-auth req/s / users-api's, get"] == (6200 / 6500, None)
 
 
-def write_report(path: Path) -> str:
+def write_report(path: Path, **subset: tuple[str, ...]) -> str:
     markdown, chart = report.write(
         path,
         fake_runs(),
@@ -80,7 +80,10 @@ def write_report(path: Path) -> str:
             "workers": 1,
             "db_connections": 10,
             "rows": 1000,
-        },
+            "systems": tuple(report.SYSTEMS),
+            "workloads": tuple(report.WORKLOADS),
+        }
+        | subset,
         seed_rate=123456.0,
         commands={"load": "wrk ..."},
         pg_settings=[("fsync", "on", None), ("shared_buffers", "16384", "8kB")],
@@ -102,6 +105,17 @@ def test_the_results_file_and_chart_are_written(tmp_path: Path, monkeypatch: pyt
     assert "round 4 get users-api: 5 non-2xx or socket errors" in text
     assert "| shared_buffers | 16384 8kB |" in text
     assert "wrk: wrk 4.2.0 [epoll] Copyright (C) 2012 Will Glozer" in text
+
+
+def test_a_partial_run_names_its_subset_rather_than_the_whole_target(tmp_path: Path) -> None:
+    whole = write_report(tmp_path / "whole.md")
+    part = write_report(tmp_path / "part.md", systems=("users-api", "users-api-auth"), workloads=("get",))
+
+    assert "Produced by `make bench-quick` (`python -m bench.run`) at " in whole
+    assert (
+        "Produced by `python -m bench.run --quick --systems users-api,users-api-auth --workloads get` "
+        "(a part of `make bench-quick`) at "
+    ) in part
 
 
 def test_the_results_file_says_when_wrk_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
