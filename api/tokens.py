@@ -26,7 +26,8 @@ LEEWAY_SECONDS = 30
 # refused before any cryptography (HS256 and none are not in AUTH_ALGORITHMS to begin with).
 KEY_TYPES = {"RS256": ("RSA", None), "PS256": ("RSA", None), "ES256": ("EC", "secp256r1"), "EdDSA": ("OKP", None)}
 # Verified tokens kept, by the SHA-256 of the whole token, so that a client's next request with it costs
-# a hash rather than a signature check; each hit checks `exp` again, and a change of keys empties it.
+# a hash rather than a signature check; each hit checks `exp` again, and a change of keys empties it
+# (docs/levers.md, "verified tokens remembered").
 VERIFIED_MAX = 10_000
 
 
