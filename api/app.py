@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
         metrics.routes.add_to(app)
     access = None
-    if keys is not None and settings.auth_audience:
+    if keys is not None:
+        if not settings.auth_audience:  # Settings refuse it; here too, rather than serve with no one checked
+            raise ValueError("AUTH_ISSUER is set without AUTH_AUDIENCE")
         access = Access(Verifier(keys, settings.auth_audience, settings.algorithms, settings.token_types))
     app.add_middleware(Edge, metered=settings.metrics, traced="TRACES" in exported, access=access)
     install_problem_handlers(app)

@@ -15,11 +15,10 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import limits, logs, tracing
-from api.access import Access
+from api.access import Access, route_path
 from api.logs import CURRENT, REQUEST_LOGGER, route_of
 from api.metrics import TALLY
 from api.problems import UNEXPECTED, problem
-from api.tokens import Principal
 from api.tracing import trace_id_of, traceresponse
 
 log = logging.getLogger(REQUEST_LOGGER)
@@ -95,21 +94,22 @@ class Edge:
             CURRENT.reset(token)
 
     async def _authorised(self, access: Access, scope: Scope, authorization: bytes | None, app: ASGIApp) -> ASGIApp:
-        """`app` if the request may go on, its principal in the request's state; else the refusal to answer with."""
-        decided = await access.check(scope["method"], scope["path"], authorization)
-        if decided is None:
-            return app
-        if isinstance(decided, Principal):
-            scope.setdefault("state", {})["principal"] = decided
+        """`app` if the request may go on, else the refusal to answer with; the principal, if the token has one,
+        in the request's state (a 403's too: its line and span name who was refused)."""
+        path = route_path(scope["path"], scope.get("root_path", ""))
+        principal, refusal = await access.check(scope["method"], path, authorization)
+        if principal is not None:
+            scope.setdefault("state", {})["principal"] = principal
             if self.traced:
-                tracing.name_principal(decided.subject, decided.client_id)
+                tracing.name_principal(principal.subject, principal.client_id)
+        if refusal is None:
             return app
         # Refused before routing: the route is found here, so that the line and the metrics name it.
         for route in scope["app"].router.routes:
             if route.matches(scope)[0] is Match.FULL:
                 scope["route"] = route
                 break
-        return decided
+        return refusal
 
     def _ended(self, scope: Scope, status: int, seconds: float, header: bytes) -> None:
         method, route = scope["method"], route_of(scope)

@@ -33,6 +33,7 @@ MAX_AGE_BOUNDS = (60, 24 * 3600)
 # made-up key ids costs the issuer one request per interval; also the wait before a failed fetch is tried again.
 REFETCH_SECONDS = 30.0
 MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
+ACCEPT = {"Accept": "application/json"}
 
 
 class KeyFetchError(Exception):
@@ -49,9 +50,10 @@ def discovery_url(issuer: str) -> str:
 
 
 async def fetch_json(client: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], int]:
-    """The JSON object at `url`, and for how many seconds it may be kept; no redirect, no more than a cap."""
+    """The JSON object at `url`, and for how many seconds it may be kept; no redirect, no more than a cap,
+    no longer than FETCH_TIMEOUT_SECONDS in all (httpx's timeout is per read: a trickle would outlast it)."""
     try:
-        async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        async with asyncio.timeout(FETCH_TIMEOUT_SECONDS), client.stream("GET", url, headers=ACCEPT) as response:
             if response.status_code != 200:
                 raise KeyFetchError(f"{url} answered {response.status_code}")
             body = bytearray()
@@ -60,17 +62,27 @@ async def fetch_json(client: httpx.AsyncClient, url: str) -> tuple[dict[str, Any
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise KeyFetchError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
             cache_control = response.headers.get("cache-control", "")
+    except TimeoutError:
+        raise KeyFetchError(f"{url} did not answer in full within {FETCH_TIMEOUT_SECONDS:g}s") from None
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as error:
         raise KeyFetchError(f"{url}: {type(error).__name__}: {error}") from None
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's depth
         raise KeyFetchError(f"{url} answered something other than JSON") from None
     if not isinstance(document, dict):
         raise KeyFetchError(f"{url} answered JSON that is not an object")
+    return document, max_age_of(cache_control)
+
+
+def max_age_of(cache_control: str) -> int:
+    """How long an answer may be kept: its max-age within MAX_AGE_BOUNDS, DEFAULT_MAX_AGE_SECONDS without one."""
     found = MAX_AGE.search(cache_control)
-    max_age = int(found.group(1)) if found else DEFAULT_MAX_AGE_SECONDS
-    return document, min(max(max_age, MAX_AGE_BOUNDS[0]), MAX_AGE_BOUNDS[1])
+    if found is None:
+        return DEFAULT_MAX_AGE_SECONDS
+    digits = found.group(1)  # more than 9 digits is past the upper bound, and int() refuses thousands of them
+    max_age = int(digits) if len(digits) <= 9 else MAX_AGE_BOUNDS[1]
+    return min(max(max_age, MAX_AGE_BOUNDS[0]), MAX_AGE_BOUNDS[1])
 
 
 async def discover(client: httpx.AsyncClient, issuer: str) -> str:
@@ -121,8 +133,8 @@ def signing_keys(document: dict[str, Any]) -> tuple[dict[str, SigningKey], str]:
             continue
         try:
             key = jwt.PyJWK(entry)
-        except jwt.PyJWTError as error:
-            log.debug("key %r of the JWKS left out: %s", entry["kid"], error)
+        except Exception as error:  # the issuer's data: PyJWT raises TypeError, KeyError... on some entries
+            log.debug("key %r of the JWKS left out: %s: %s", entry["kid"], type(error).__name__, error)
             continue
         declared = entry.get("alg")
         keys[entry["kid"]] = SigningKey(key, declared if isinstance(declared, str) else None)
@@ -171,10 +183,14 @@ class KeySet:
             keys, fingerprint = signing_keys(document)
             if not keys:
                 raise KeyFetchError(f"{url} holds no signing key with a key id")
-        except KeyFetchError:
+        except Exception as error:
             metrics.KEY_FETCHES.labels("failed").inc()
             self.discovered = None  # the issuer may have moved its keys: discovery is read again next time
-            raise
+            if isinstance(error, KeyFetchError):
+                raise
+            # Whatever else the issuer's answer raised is a failed fetch too: never a task that dies in silence
+            # (the keys never fresh again) or a 500 for the request that asked for an unknown key id.
+            raise KeyFetchError(f"the keys could not be read: {type(error).__name__}: {error}") from error
         metrics.KEY_FETCHES.labels("fetched").inc()
         if self.failing:
             log.info("the issuer's keys were fetched again: %d keys", len(keys))

@@ -44,6 +44,8 @@ def key_url(url: str | None) -> str | None:
         raise ValueError("must be an https:// URL")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError("must be https://; http:// only to a loopback address")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold a user or password: the keys are public, and the URL is logged")
     return url  # as given: a token's iss must equal AUTH_ISSUER exactly, its trailing slash too
 
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class Verifier:
             subject=claims["sub"],
             client_id=client_of(claims),
             scopes=scopes_of(claims),
-            expires=float(claims["exp"]),
+            expires=numeric_date(claims, "exp"),
         )
 
     def _claims(self, token: str, key: jwt.PyJWK, alg: str) -> dict[str, Any]:
@@ -143,18 +144,35 @@ class Verifier:
         except jwt.ExpiredSignatureError:
             raise InvalidToken("the token has expired") from None
         except jwt.ImmatureSignatureError:
-            raise InvalidToken("the token is not valid yet (nbf)") from None
+            raise InvalidToken("the token is not valid yet (its nbf or iat is ahead)") from None
         except jwt.InvalidIssuerError:
             raise InvalidToken("the token was issued by another issuer") from None
         except jwt.InvalidAudienceError:
             raise InvalidToken("the token is meant for another audience") from None
         except jwt.MissingRequiredClaimError as error:
             raise InvalidToken(f"the token has no {error.claim} claim") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, OverflowError):  # OverflowError: PyJWT's int() of an infinite date
             raise InvalidToken("the token's claims are not valid") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise InvalidToken("the token's sub claim is not a string")
+        for name in ("exp", "iat", "nbf"):
+            numeric_date(claims, name)
         return claims
+
+
+def numeric_date(claims: dict[str, Any], name: str) -> float:
+    """A date claim's seconds: a finite JSON number, as RFC 7519 (2, NumericDate) has it, where PyJWT would
+    also take a string of digits; 0.0 for one absent (`nbf`, which is optional)."""
+    value = claims.get(name, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"the token's {name} claim is not a number")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise InvalidToken(f"the token's {name} claim is out of range") from None
+    if not math.isfinite(seconds):
+        raise InvalidToken(f"the token's {name} claim is out of range")
+    return seconds
 
 
 def header_of(token: str) -> dict[str, Any]:

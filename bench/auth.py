@@ -11,22 +11,15 @@ bench/results/auth-<timestamp>.md.
 """
 
 import asyncio
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
-import uvloop
-
 from api.app import create_app
 from api.settings import Settings
-from bench import levers, report
-from bench import run as bench
+from bench import levers, paired
 from bench.identity import AUDIENCE, identity_provider
 
 RUNS = 6  # each of the 3 orders twice
@@ -55,10 +48,8 @@ async def child(url: str, order: list[str]) -> dict[str, float]:
         }
         cpu: dict[str, list[float]] = {build: [] for build in BUILDS}
         async with AsyncExitStack() as stack:
-            states = {}
+            states = await paired.serving(stack, apps)
             for build, app in apps.items():
-                lifespan: AbstractAsyncContextManager[Any] = app.router.lifespan_context(app)
-                states[build] = dict(await stack.enter_async_context(lifespan))
                 await ready(app, states[build])
             for n in range(WARMUP + REQUESTS):
                 for build, app in apps.items():
@@ -80,45 +71,24 @@ async def ready(app: levers.App, state: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    if sys.argv[1:] == ["child"]:
-        print(json.dumps(uvloop.run(child(os.environ["BENCH_URL"], os.environ["BENCH_ORDER"].split(",")))))
-        return 0
+    if paired.is_child():
+        return paired.child_main(child)
     started = datetime.now(UTC)
-    runs: list[dict[str, float]] = []
-    with bench.database(bench.ROOT / ".pgdata-bench") as db:
-        bench.populate(db, 1000)
-        for run in range(1, RUNS + 1):
-            shift = run % len(BUILDS)
-            order = ",".join(BUILDS[shift:] + BUILDS[:shift])
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.auth", "child"],
-                env=os.environ | {"BENCH_URL": db.url, "BENCH_ORDER": order},
-                cwd=bench.ROOT, capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            runs.append(json.loads(done.stdout.splitlines()[-1]))
-            bench.progress(f"run {run}/{RUNS}: " + ", ".join(f"{b} {us:.1f} µs" for b, us in runs[-1].items()))
-    mean = {build: statistics.mean(run[build] for run in runs) for build in BUILDS}
+    runs = paired.in_fresh_processes("bench.auth", BUILDS, RUNS)
     anonymous, same, fresh = BUILDS
-    rows = "\n".join(
-        f"| {n} | {r[anonymous]:.1f} | {r[same]:.1f} | {r[fresh]:.1f} | "
-        f"{r[same] - r[anonymous]:+.1f} ({r[same] / r[anonymous] - 1:+.1%}) | "
-        f"{r[fresh] - r[anonymous]:+.1f} ({r[fresh] / r[anonymous] - 1:+.1%}) |"
-        for n, r in [*enumerate(runs, 1), ("mean", mean)]
-    )
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = bench.RESULTS / f"auth-{started:%Y%m%dT%H%M%SZ}.md"
-    out.write_text(
-        f"# What authentication costs a get-one, {started:%Y-%m-%d %H:%M} UTC\n\n"
-        f"Produced by `make bench-auth` (`python -m bench.auth`) at {report.commit()}: {RUNS} processes, each "
-        f"building users-api's app three ways and calling them in turn, one GET /users/{{id}} each, "
-        f"{REQUESTS} times after {WARMUP}, in an order that rotates from run to run, ASGI in-process on the "
-        "embedded PostgreSQL (1,000 users), tokens RS256 on 2048-bit RSA. Mean CPU µs of this process per "
-        "request (time.process_time(); PostgreSQL's CPU not counted).\n\n"
-        "| run | anonymous | authenticated, the same token | a new token each time "
-        "| the same token over anonymous | a new token over anonymous |\n|--:|--:|--:|--:|--:|--:|\n" + rows + "\n",
-        encoding="utf-8",
-    )
-    bench.progress(f"wrote {out.relative_to(bench.ROOT)}")
+    out = paired.write_results(
+        "auth", started, "What authentication costs a get-one",
+        f"{RUNS} processes, each building users-api's app three ways and calling them in turn, one "
+        f"GET /users/{{id}} each, {REQUESTS} times after {WARMUP}, in an order that rotates from run to run, ASGI "
+        "in-process on the embedded PostgreSQL (1,000 users), tokens RS256 on 2048-bit RSA. Mean CPU µs of this "
+        "process per request (time.process_time(); PostgreSQL's CPU not counted).",
+        ["anonymous", "authenticated, the same token", "a new token each time", "the same token over anonymous",
+         "a new token over anonymous"],
+        lambda r: [f"{r[anonymous]:.1f}", f"{r[same]:.1f}", f"{r[fresh]:.1f}",
+                   f"{r[same] - r[anonymous]:+.1f} ({r[same] / r[anonymous] - 1:+.1%})",
+                   f"{r[fresh] - r[anonymous]:+.1f} ({r[fresh] / r[anonymous] - 1:+.1%})"],
+        runs,
+    )  # fmt: skip
     print(out.read_text(encoding="utf-8"))
     return 0
 

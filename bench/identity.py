@@ -18,13 +18,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 AUDIENCE = "users-api"
 EVERY_SCOPE = "users:read users:write metrics:read"
 
 
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 
 @functools.cache
@@ -62,9 +62,9 @@ class IdentityProvider:
         if self.thread is not None:
             self.thread.join(timeout=10)
 
-    def add_key(self, kid: str) -> None:
-        """A new RSA key, published at once (a rotation's first step)."""
-        self.private[kid] = rsa.generate_private_key(65537, 2048)
+    def add_key(self, kid: str, key: PrivateKey | None = None) -> None:
+        """A new key, RSA unless another is given, published at once (a rotation's first step)."""
+        self.private[kid] = key or rsa.generate_private_key(65537, 2048)
         self.published.append(kid)
 
     def jwks(self) -> dict[str, Any]:
@@ -73,8 +73,10 @@ class IdentityProvider:
             public = self.private[kid].public_key()
             if isinstance(public, rsa.RSAPublicKey):
                 jwk = jwt.algorithms.RSAAlgorithm.to_jwk(public)
-            else:
+            elif isinstance(public, ec.EllipticCurvePublicKey):
                 jwk = jwt.algorithms.ECAlgorithm.to_jwk(public)
+            else:
+                jwk = jwt.algorithms.OKPAlgorithm.to_jwk(public)
             keys.append(json.loads(jwk) | {"kid": kid, "use": "sig"})
         return {"keys": keys}
 
@@ -95,9 +97,16 @@ class IdentityProvider:
             "iat": now, "exp": now + int(lifetime), "jti": secrets.token_hex(8), "scope": scope,
         }  # fmt: skip
         payload = {name: value for name, value in (payload | claims).items() if name not in drop and value is not None}
-        alg = "RS256" if kid.startswith("rsa") else "ES256"
+        key = self.private[kid]
+        alg = (
+            "RS256"
+            if isinstance(key, rsa.RSAPrivateKey)
+            else "ES256"
+            if isinstance(key, ec.EllipticCurvePrivateKey)
+            else "EdDSA"
+        )
         header = {"typ": "at+jwt", "kid": kid, "alg": alg} | (headers or {})
-        return jwt.encode(payload, self.private[kid], algorithm=header["alg"], headers=header)
+        return jwt.encode(payload, key, algorithm=header["alg"], headers=header)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         provider = self

@@ -18,12 +18,15 @@ import anyio
 import httpx
 import jwt
 import pytest
+from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from api.app import create_app
 from api.logs import REQUEST_LOGGER
 from api.ops.cluster import find_available_port
 from bench.identity import AUDIENCE, IdentityProvider, identity_provider
-from tests.helpers import ClientFactory, assert_problem
+from tests.helpers import ClientFactory, assert_problem, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +39,10 @@ def provider() -> Iterator[IdentityProvider]:
         yield found
 
 
-async def until_ready(client: httpx.AsyncClient) -> httpx.Response:
+async def until_ready(client: httpx.AsyncClient, path: str = "/ready") -> httpx.Response:
     """/ready's answer once it is 200 (the issuer's keys fetched), or the last after 5 s."""
     for _ in range(500):
-        ready = await client.get("/ready")
+        ready = await client.get(path)
         if ready.status_code == 200:
             break
         await anyio.sleep(0.01)
@@ -116,6 +119,32 @@ def without_kid(provider: IdentityProvider) -> str:
     return jwt.encode(claims(provider), provider.private["rsa-1"], algorithm="RS256", headers={"typ": "at+jwt"})
 
 
+def signed_by_another(provider: IdentityProvider, **headers: Any) -> str:
+    """Signed by a key of someone else's, naming the issuer's EC key, with `headers` pointing at theirs."""
+    theirs = ec.generate_private_key(ec.SECP256R1())
+    return jwt.encode(claims(provider), theirs, algorithm="ES256", headers={"typ": "at+jwt", "kid": "ec-1"} | headers)
+
+
+def attackers_jwk() -> dict[str, Any]:
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    found: dict[str, Any] = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
+    return found
+
+
+def on_a_p384_key(provider: IdentityProvider) -> str:
+    """ES256 naming a published key of another curve (P-384): refused before any signature is checked."""
+    provider.add_key("ec-384", ec.generate_private_key(ec.SECP384R1()))
+    return segments({"alg": "ES256", "typ": "at+jwt", "kid": "ec-384"}, claims(provider)) + ".c2ln"
+
+
+def infinite_exp(provider: IdentityProvider) -> str:
+    """A signed token whose exp is JSON's Infinity, which Python's json reads as a float."""
+    return jwt.encode(
+        claims(provider) | {"exp": float("inf")}, provider.private["rsa-1"], algorithm="RS256",
+        headers={"typ": "at+jwt", "kid": "rsa-1"},
+    )  # fmt: skip
+
+
 # Each refusal: the token, and words its error_description must hold.
 REFUSED: dict[str, tuple[Callable[[IdentityProvider], str], str]] = {
     "expired": (lambda p: p.token(lifetime=-120), "has expired"),
@@ -125,6 +154,22 @@ REFUSED: dict[str, tuple[Callable[[IdentityProvider], str], str]] = {
     "no audience": (lambda p: p.token(drop=("aud",)), "no aud claim"),
     "no exp": (lambda p: p.token(drop=("exp",)), "no exp claim"),
     "no sub": (lambda p: p.token(drop=("sub",)), "no sub claim"),
+    "no iat": (lambda p: p.token(drop=("iat",)), "no iat claim"),
+    "no iss": (lambda p: p.token(drop=("iss",)), "no iss claim"),
+    "iat ahead": (lambda p: p.token(iat=int(time.time()) + 300), "not valid yet"),
+    "exp a string": (lambda p: p.token(exp=str(int(time.time()) + 300)), "exp claim is not a number"),
+    "exp past any date": (lambda p: p.token(exp=10**400), "exp claim is out of range"),
+    "exp infinite": (infinite_exp, "claims are not valid"),
+    "an attacker's key in jwk": (lambda p: signed_by_another(p, jwk=attackers_jwk()), "signature does not verify"),
+    "jku naming their key set": (
+        lambda p: signed_by_another(p, jku="https://attacker.example/jwks"),
+        "signature does not verify",
+    ),
+    "x5u naming their certificate": (
+        lambda p: signed_by_another(p, x5u="https://attacker.example/cert.pem"),
+        "signature does not verify",
+    ),
+    "ES256 on a P-384 key": (on_a_p384_key, "does not fit"),
     "typ JWT": (lambda p: p.token(headers={"typ": "JWT"}), "type (typ)"),
     "alg none": (unsigned, "algorithm is not accepted"),
     "HS256 keyed with the RSA PEM": (confused, "algorithm is not accepted"),
@@ -159,14 +204,23 @@ async def test_a_token_that_fails_a_check_is_a_401_saying_which(
 
 @pytest.mark.parametrize(
     "request_options",
-    [{}, {"headers": {"Authorization": "Basic dXNlcjpwYXNz"}}, {"params": {"access_token": "x.y.z"}}],
-    ids=["no header", "Basic", "a token in the query"],
+    [
+        {},
+        {"headers": {"Authorization": "Basic dXNlcjpwYXNz"}},
+        {"headers": {"Authorization": "Bearer "}},
+        {"params": {"access_token": "x.y.z"}},
+        {"headers": {"Cookie": "access_token=x.y.z"}},
+    ],
+    ids=["no header", "Basic", "Bearer and no token", "a token in the query", "a token in a cookie"],
 )
 async def test_without_a_bearer_token_a_401_challenges_with_no_error(
     refusing: httpx.AsyncClient, provider: IdentityProvider, request_options: dict[str, Any]
 ) -> None:
+    valid = provider.token()  # still only the Authorization header counts
     if "params" in request_options:
-        request_options["params"]["access_token"] = provider.token()  # a valid one: still only the header counts
+        request_options["params"]["access_token"] = valid
+    if "Cookie" in request_options.get("headers", {}):
+        request_options["headers"]["Cookie"] = f"access_token={valid}"
 
     response = await refusing.get("/users", **request_options)
 
@@ -339,3 +393,59 @@ async def test_keys_come_from_auth_jwks_url_when_it_is_set(
 
     assert answered.status_code == 200
     assert not [path for path in provider.fetches if path.endswith("openid-configuration")], "no discovery"
+
+
+async def test_a_path_or_method_no_route_serves_needs_a_token_too(
+    refusing: httpx.AsyncClient, provider: IdentityProvider
+) -> None:
+    # Closed unless opened: a route added later is not open to all by having been forgotten here.
+    token = bearer(provider.token(scope="users:write"))
+
+    assert_problem(await refusing.get("/nowhere"), 401)
+    assert_problem(await refusing.get("/nowhere", headers=token), 404)
+    assert_problem(await refusing.put("/users"), 401)
+    assert_problem(await refusing.put("/users", headers=token), 405)
+
+
+async def test_under_a_root_path_every_route_keeps_its_scope(provider: IdentityProvider, database_url: str) -> None:
+    # uvicorn --root-path, or the app mounted under a prefix: the router matches the path without it.
+    app = create_app(make_settings(database_url, auth_issuer=provider.issuer, auth_audience=AUDIENCE))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(manager.app, root_path="/api")
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ready = await until_ready(client, "/api/ready")
+            anonymous = [await client.get(path) for path in ("/api/users", "/api/users/1", "/api/metrics")]
+            read = await client.get("/api/users", headers=bearer(provider.token(scope="users:read")))
+
+    assert ready.status_code == 200
+    assert [response.status_code for response in anonymous] == [401, 401, 401]
+    assert read.status_code == 200
+
+
+async def test_a_refused_requests_line_names_who_was_refused(
+    authed: httpx.AsyncClient, provider: IdentityProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+
+    await authed.delete("/users/1", headers=bearer(provider.token(sub="ada", client_id="reports", scope="users:read")))
+
+    line = next(record for record in caplog.records if record.getMessage().startswith("DELETE /users/{user_id} 403"))
+    assert (line.sub, line.client_id) == ("ada", "reports")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("alg", ["PS256", "EdDSA"])
+async def test_ps256_and_eddsa_are_taken_once_the_operator_adds_them(
+    client_factory: ClientFactory, provider: IdentityProvider, alg: str
+) -> None:
+    provider.add_key("ed-1", ed25519.Ed25519PrivateKey.generate())
+    token = provider.token(kid="rsa-1", headers={"alg": "PS256"}) if alg == "PS256" else provider.token(kid="ed-1")
+    answers = []
+    for algorithms in ("RS256,ES256", "RS256,ES256,PS256,EdDSA"):
+        async with client_factory(
+            auth_issuer=provider.issuer, auth_audience=AUDIENCE, auth_algorithms=algorithms
+        ) as client:
+            assert (await until_ready(client)).status_code == 200
+            answers.append(await client.get("/users", headers=bearer(token)))
+
+    assert "algorithm is not accepted" in assert_problem(answers[0], 401)["detail"]
+    assert answers[1].status_code == 200, answers[1].text

@@ -91,6 +91,32 @@ def test_up_down_up(empty_database: str) -> None:
     assert schema(empty_database) == up
 
 
+def test_0006_runs_again_after_a_build_that_failed_left_its_index_invalid(empty_database: str) -> None:
+    migrator.apply(empty_database, APP.name)
+    migrator.rollback(empty_database, APP.name, count=2)  # back to 0005
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO idempotency_keys (idempotency_key, request_sha256, user_id, version, body)"
+            " VALUES ('a', '', 1, 1, ''), ('b', '', 2, 1, '')"
+        )
+        # A concurrent build that fails leaves its index behind, invalid, as one stopped by lock_timeout does.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY idempotency_keys_principal_key_idx ON idempotency_keys (principal)"
+            )
+
+    assert migrator.apply(empty_database, APP.name) == KEYS_BY_PRINCIPAL[1:]
+    with psycopg.connect(empty_database) as conn:
+        primary_key = conn.execute(
+            "SELECT pg_get_indexdef(indexrelid), indisvalid FROM pg_index"
+            " WHERE indexrelid = 'idempotency_keys_pkey'::regclass"
+        ).fetchone()
+    assert primary_key == (
+        "CREATE UNIQUE INDEX idempotency_keys_pkey ON public.idempotency_keys USING btree (principal, idempotency_key)",
+        True,
+    )
+
+
 def test_without_the_app_role_setting_0002_stops_and_says_so(empty_database: str) -> None:
     # yoyo's own way in, as a DBA running `yoyo apply` without PGOPTIONS would.
     backend = get_backend(empty_database.replace("postgresql://", "postgresql+psycopg://", 1))

@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from api.ops.cli import configuration_problems
 from api.settings import Settings
 
 
@@ -57,6 +58,15 @@ def test_keys_come_over_https_or_from_this_machine(url: str) -> None:
 def test_keys_over_plain_http_from_elsewhere_are_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="auth_issuer"):
         Settings(_env_file=None, auth_issuer=url, auth_audience="users-api")
+
+
+@pytest.mark.parametrize("setting", ["auth_issuer", "auth_jwks_url"])
+def test_a_key_url_holding_a_password_is_refused_as_the_logs_would_show_it(setting: str) -> None:
+    urls = {"auth_issuer": "https://issuer.example", setting: "https://ops:hunter2@issuer.example/keys"}
+
+    with pytest.raises(ValidationError, match=f"{setting}(.|\n)*must not hold a user or password") as refused:
+        Settings(_env_file=None, auth_audience="users-api", **urls)  # type: ignore[arg-type]
+    assert "hunter2" not in configuration_problems(refused.value), "the line serve prints"
 
 
 @pytest.mark.parametrize("algorithms", ["HS256", "RS256,none", "RS256,HS512", "", "RS384"])
