@@ -14,14 +14,15 @@ from api.tokens import InvalidToken, Principal, Verifier
 REALM = 'Bearer realm="users-api"'
 READ, WRITE, METRICS = "users:read", "users:write", "metrics:read"
 ANY_SCOPE = ""  # a valid token, whatever it grants: for a path no route serves, which the router answers 404
-# What anyone may ask for: the probes, and the OpenAPI document with FastAPI's pages that show it.
+# What anyone may read (GET or HEAD): the probes, and the OpenAPI document with FastAPI's pages that show it.
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 def required_scope(method: str, path: str) -> str | None:
-    """The scope a request needs; None for OPEN_PATHS alone, so that a path or method added later is closed
-    until it is given its scope here."""
-    if path in OPEN_PATHS:
+    """The scope a request needs; None for a read of OPEN_PATHS alone, so that a path or method added later
+    is closed until it is given its scope here."""
+    # With its trailing slash too: the router answers it with a redirect to the open path, not a 401.
+    if method in ("GET", "HEAD") and path.rstrip("/") in OPEN_PATHS:
         return None
     if path == "/users" or path.startswith("/users/"):
         return READ if method in ("GET", "HEAD") else WRITE  # WRITE alone: a client that only writes needs no more

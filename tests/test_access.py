@@ -267,9 +267,24 @@ async def test_metrics_need_metrics_read(authed: httpx.AsyncClient, provider: Id
     assert (await authed.get("/metrics", headers=bearer(provider.token(scope="metrics:read")))).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/health", "/ready", "/openapi.json", "/docs"])
-async def test_probes_and_the_document_are_open_to_all(authed: httpx.AsyncClient, path: str) -> None:
-    assert (await authed.get(path)).status_code == 200
+@pytest.mark.parametrize("path", ["/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"])
+async def test_probes_and_the_document_are_open_to_all(refusing: httpx.AsyncClient, path: str) -> None:
+    assert (await refusing.get(path)).status_code == 200
+    assert (await refusing.head(path)).status_code != 401  # a HEAD is the router's to answer (a 405 on /health)
+
+
+async def test_an_open_path_with_a_trailing_slash_is_redirected_not_refused(refusing: httpx.AsyncClient) -> None:
+    redirect = await refusing.get("/health/")
+
+    assert redirect.status_code == 307
+    assert redirect.headers["location"].endswith("/health")
+
+
+async def test_an_open_path_is_open_to_reads_alone(refusing: httpx.AsyncClient, provider: IdentityProvider) -> None:
+    # A method added later to a probe's path (a POST /ready) is closed until it is given its scope.
+    assert_problem(await refusing.post("/ready"), 401)
+    assert_problem(await refusing.options("/health"), 401)
+    assert (await refusing.post("/ready", headers=bearer(provider.token(scope="users:read")))).status_code == 405
 
 
 async def test_authentication_comes_before_the_body_and_the_database(
@@ -414,10 +429,12 @@ async def test_under_a_root_path_every_route_keeps_its_scope(provider: IdentityP
         transport = httpx.ASGITransport(manager.app, root_path="/api")
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             ready = await until_ready(client, "/api/ready")
+            open_to_all = [await client.get(path) for path in ("/api/health", "/api/openapi.json", "/api/docs")]
             anonymous = [await client.get(path) for path in ("/api/users", "/api/users/1", "/api/metrics")]
             read = await client.get("/api/users", headers=bearer(provider.token(scope="users:read")))
 
     assert ready.status_code == 200
+    assert [response.status_code for response in open_to_all] == [200, 200, 200]
     assert [response.status_code for response in anonymous] == [401, 401, 401]
     assert read.status_code == 200
 
