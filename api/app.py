@@ -63,7 +63,7 @@ def _serving(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[ServingState]]:
     """The lifespan: the pool (and the issuer's keys) while the app serves, in a worker that stops when its
     parent is gone."""
-    pool = lifespan(settings)
+    pool = lifespan(settings, traced="TRACES" in exported)
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[ServingState]:

@@ -13,23 +13,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar
+from functools import partial
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from fastapi import Depends, FastAPI, Request
 
 from api import metrics
+from api.coalesced import Coalesced, Connection
 from api.metrics import UnavailableReason
+from api.queries import SQL
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    Connection = PoolConnectionProxy[asyncpg.Record]
-else:  # the stubs make it generic; the class is not subscriptable at run time
-    Connection = PoolConnectionProxy
 
 
 class Unavailable(Exception):
@@ -66,6 +63,9 @@ class Database:
     queue: asyncio.Semaphore
     metered: bool = True  # METRICS: each wait goes to db_client_connection_wait_time_seconds
     waiting: int = 0  # requests in the queue now: db_client_connection_pending_requests
+    # COALESCE_READS: the get-ones, and the lookups by email, waiting at once sent as one statement
+    users_by_id: Coalesced | None = None
+    users_by_email: Coalesced | None = None
 
     def sizes(self) -> tuple[int, int, int]:
         """Connections open, idle, and the most the pool may open: what the pool's gauges show."""
@@ -86,6 +86,14 @@ class Database:
                 return await conn.fetchrow(query, *args)
         except Exception as error:
             return await self.after_failure(lambda conn: conn.fetchrow(query, *args), error, read=read)
+
+    async def run(self, statement: Callable[[Connection], Awaitable[T]], *, read: bool) -> T:
+        """`statement` on a pooled connection; see `after_failure`."""
+        try:
+            async with Lease(self) as conn:
+                return await statement(conn)
+        except Exception as error:
+            return await self.after_failure(statement, error, read=read)
 
     async def after_failure(
         self, statement: Callable[[Connection], Awaitable[T]], error: Exception, *, read: bool
@@ -253,8 +261,8 @@ async def close_pool(pool: "asyncpg.Pool[asyncpg.Record]", grace: float) -> None
         pool.terminate()
 
 
-def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
-    """The app's lifespan: the pool exists exactly while the app serves."""
+def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    """The app's lifespan: the pool exists exactly while the app serves. `traced`: traces are exported."""
 
     @asynccontextmanager
     async def pool_lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -262,6 +270,16 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         try:
             queue = asyncio.Semaphore(settings.pool_max_size)
             database = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue, settings.metrics)
+            if settings.coalesce_reads:
+                one, many = partial(database.fetchrow, read=True), partial(database.run, read=True)
+                seen = {"metered": settings.metrics, "traced": traced}
+                database.users_by_id = Coalesced(
+                    one, SQL.get_user, many, SQL.get_users, name="get_user", by_place=False, **seen
+                )
+                database.users_by_email = Coalesced(
+                    one, SQL.find_users_by_email, many, SQL.find_users_by_emails, name="find_users_by_email",
+                    by_place=True, **seen,
+                )  # fmt: skip
             yield {"database": database}
         finally:
             await close_pool(pool, settings.pool_close_timeout)

@@ -78,6 +78,21 @@ UNAVAILABLE = Counter(
 )
 for _reason in UNAVAILABLE_REASONS:  # at 0 from the start: an alert on their rate needs the series to exist
     UNAVAILABLE.labels(_reason)
+BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
+BATCH_SIZE = Histogram(
+    "users_api_coalesced_batch_size",
+    "Reads answered by one statement (COALESCE_READS), by kind of read: get_user, find_users_by_email; "
+    "_count is the statements sent, _sum the reads they answered.",
+    ["read"],
+    buckets=BATCH_BOUNDS,
+    registry=REGISTRY,
+)
+STATEMENTS_SAVED = Counter(
+    "users_api_coalesced_statements_saved",
+    "Statements not sent because a read shared another's (COALESCE_READS): a batch's size less one.",
+    ["read"],
+    registry=REGISTRY,
+)
 KEY_FETCHES = Counter(
     "users_api_auth_key_fetches",
     "Fetches of the issuer's signing keys (AUTH_ISSUER), by outcome: fetched, failed (the last keys kept).",
@@ -96,7 +111,7 @@ class Tally:
     the caches cold on each request's way.
     """
 
-    __slots__ = ("active", "ended", "requests", "waited", "waits")
+    __slots__ = ("active", "batched", "batches", "ended", "requests", "waited", "waits")
 
     def __init__(self) -> None:
         self.active = 0
@@ -105,12 +120,17 @@ class Tally:
         # Per (method, route, status): a count per bucket (+Inf last), then the sum of the seconds.
         self.requests: dict[tuple[str, str, int], list[float]] = {}
         self.waits = _row(WAIT_BOUNDS)
+        self.batched: list[tuple[str, int]] = []  # (query file, reads answered), not yet counted
+        self.batches: dict[str, list[float]] = {}  # per query file, as `requests`
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.ended.append((method, route, status, seconds))
 
     def wait(self, seconds: float) -> None:
         self.waited.append(seconds)
+
+    def batch(self, query: str, size: int) -> None:
+        self.batched.append((query, size))
 
     def count(self) -> None:
         """Sort the requests and waits since the last call into their rows' buckets."""
@@ -126,6 +146,11 @@ class Tally:
         for seconds in waited:
             row[bisect_left(WAIT_BOUNDS, seconds)] += 1
             row[-1] += seconds
+        batched, self.batched = self.batched, []
+        for query, size in batched:
+            row = self.batches.get(query) or self.batches.setdefault(query, _row(BATCH_BOUNDS))
+            row[bisect_left(BATCH_BOUNDS, size)] += 1
+            row[-1] += size
 
 
 def _row(bounds: tuple[float, ...]) -> list[float]:
@@ -157,6 +182,10 @@ def publish(pool: Pool | None = None) -> None:
                 child = _children[key] = REQUEST_DURATION.labels(method, route, str(status))
             _add(child, row)
     _add(WAIT_TIME, TALLY.waits)
+    for query, row in TALLY.batches.items():
+        if row[-1]:
+            STATEMENTS_SAVED.labels(query).inc(row[-1] - sum(row[:-1]))  # the reads less the statements
+            _add(BATCH_SIZE.labels(query), row)
     ACTIVE_REQUESTS.set(TALLY.active)
     if pool is not None:
         size, idle, most = pool.sizes()

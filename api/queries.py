@@ -19,8 +19,10 @@ class Queries:
     find_idempotency_key: str
     forget_idempotency_key: str
     get_user: str
+    get_users: str
     list_users: str
     find_users_by_email: str
+    find_users_by_emails: str
     update_user: str
     delete_user: str
     ping: str

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     require_if_match: bool = Field(
         default=False, description="Answer 428 to a PATCH or DELETE without If-Match, instead of writing."
     )
+    coalesce_reads: bool = Field(
+        default=True,
+        description="Answer the get-ones (and the lookups by email) waiting at once with one statement.",
+    )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
     auth_issuer: str | None = Field(
         default=None, description="The identity provider's issuer URL; set, every /users request needs a token."

@@ -19,6 +19,8 @@ from api.queries import SQL
 from bench.baselines.raw_minimal import no_reset
 
 PAGE = 100
+# What the database ceilings measure: the workloads of many connections over the files every system runs.
+WORKLOADS = ("create", "get", "list_start", "list_deep", "mix")
 
 
 @dataclass(frozen=True)

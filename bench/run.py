@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
 TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
+UNCOALESCED = "users-api-uncoalesced"  # COALESCE_READS=false: what one statement for many reads buys
 UNOBSERVED = "users-api-unobserved"  # METRICS=false, LOG_LEVEL=warning: what observability costs
 AUTHENTICATED = "users-api-auth"  # AUTH_ISSUER: every request's bearer token verified, what that costs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
@@ -42,6 +43,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
 DROP_DATABASE = "DROP DATABASE IF EXISTS users_api_bench WITH (FORCE)"
 CREATE_DATABASE = "CREATE DATABASE users_api_bench"
 VACUUM = "VACUUM (ANALYZE) users"
+FIRST_EMAIL = "SELECT email FROM users ORDER BY id LIMIT 1"  # user0.<tag>@example.com: the seed's tag
+ALONE = {"get_alone": 1}  # workloads of one connection, a request at a time, whatever --connections says
 BACKEND_PID = "SELECT pg_backend_pid()"
 SETTINGS = (
     "SELECT name, setting, unit FROM pg_settings WHERE name IN ("
@@ -138,8 +141,9 @@ def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def populate(db: BenchDatabase, rows: int) -> tuple[float, str]:
-    """Migrate and seed through the service's own command line; return rows/s and the command."""
+def populate(db: BenchDatabase, rows: int) -> tuple[float, str, str]:
+    """Migrate and seed through the service's own command line; return rows/s, the command and the tag of
+    the seeded emails (user<n>.<tag>@example.com), which the lookups ask for."""
     command = [sys.executable, "-m", "api", "seed", str(rows)]
     done = subprocess.run(  # noqa: S603
         command,
@@ -151,14 +155,17 @@ def populate(db: BenchDatabase, rows: int) -> tuple[float, str]:
     rate = float(re.search(r"seeded \d+ users: (\d+) rows/s", done.stderr).group(1))  # type: ignore[union-attr]
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute(VACUUM)
-    return rate, "DATABASE_URL=... users-api seed " + str(rows)
+        first = conn.execute(FIRST_EMAIL).fetchone()
+    tag = str(first[0]).removeprefix("user0.").removesuffix("@example.com") if first else ""
+    return rate, "DATABASE_URL=... users-api seed " + str(rows), tag
 
 
 def measure_http(system: systems.System, workload: str, config: Config, db: BenchDatabase) -> Run:
     tag = secrets.token_hex(4)
-    warm = wrk.run(system.url, workload, config.rows, tag + "w", config.connections, config.warmup)
+    connections = ALONE.get(workload, config.connections)
+    warm = wrk.run(system.url, workload, config.rows, tag + "w", connections, config.warmup)
     cpu_api, cpu_pg = procstat.cpu_seconds(system.pid), _pg_cpu(db)
-    result = wrk.run(system.url, workload, config.rows, tag, config.connections, config.seconds)
+    result = wrk.run(system.url, workload, config.rows, tag, connections, config.seconds)
     cpu_api, cpu_pg = procstat.cpu_seconds(system.pid) - cpu_api, _pg_cpu(db) - cpu_pg
     per_request = 1e6 / max(result.requests, 1)
     return Run(
@@ -256,11 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         # as a client reuses its token until it expires, which outlasts the run.
         os.environ["BENCH_TOKEN"] = provider.token(lifetime=6 * 3600)
         progress(f"seeding {config.rows:,} users")
-        seed_rate, commands["seed"] = populate(db, config.rows)
+        seed_rate, commands["seed"], os.environ["BENCH_SEED_TAG"] = populate(db, config.rows)
         progress(f"seeded at {seed_rate:,.0f} rows/s")
         api = systems.users_api(db.url, find_available_port(), config.workers)
         http = [
             api,
+            systems.users_api(db.url, find_available_port(), config.workers, name=UNCOALESCED, coalesced=False),
             systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
             systems.users_api(db.url, find_available_port(), config.workers, name=UNOBSERVED, observed=False),
             systems.users_api(
@@ -297,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = measurers[shift:] + measurers[:shift]
                 for workload in config.workloads:
                     for name, measure in order:
+                        if name.startswith("db-") and workload not in dbceiling.WORKLOADS:
+                            continue  # a database ceiling of HTTP's lookups and lone client is not measured
                         run = measure(workload)
                         run.round = round_number
                         runs.append(run)
@@ -306,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 system.stop()
         commands |= {
             "load": " ".join(wrk.command("http://127.0.0.1:PORT", config.connections, config.seconds))
-            + "  (env BENCH_WORKLOAD, BENCH_ROWS, BENCH_TAG)",
+            + f"  (env BENCH_WORKLOAD, BENCH_ROWS, BENCH_TAG, BENCH_SEED_TAG; -c1 for {', '.join(ALONE)})",
             **{s.name: " ".join(s.command) for s in http},
         }
         with psycopg.connect(db.url) as conn:

@@ -20,6 +20,7 @@ import httpx
 import psycopg
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from api.app import create_app
@@ -43,8 +44,10 @@ PARAMETERS: dict[str, tuple[Any, ...]] = {
     "find_idempotency_key": ("a-key", "new.person@example.com", "New Person", ""),
     "forget_idempotency_key": ("a-key", ""),
     "get_user": (USERS // 2,),
+    "get_users": ([USERS // 2, USERS // 3, USERS + 1],),
     "list_users": (0, 50),
     "find_users_by_email": ("user100000@example.com", 0),
+    "find_users_by_emails": (["user100000@example.com", "USER7@example.com", "nobody@example.com"], [0, 0, 0]),
     "update_user": (USERS // 2, None, "Renamed", [1]),
     "delete_user": (USERS // 2, [1]),
     "ping": (),
@@ -235,3 +238,22 @@ async def explain(conn: asyncpg.Connection, query: str, *args: Any, analyze: boo
     text = await conn.fetchval(prefix + query, *args)
     plan: dict[str, Any] = json.loads(text)[0]["Plan"]
     return plan
+
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[Sample, float]:
+    """Every sample of one scrape of /metrics, by name and labels."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def sample(name: str, **labels: str) -> Sample:
+    return (name, frozenset(labels.items()))

@@ -22,7 +22,7 @@ from api.ops import migrator
 from api.ops.cluster import EmbeddedCluster, find_available_port, postmaster_pid
 from api.ops.processes import alive
 from api.resources import resource_dir
-from tests.helpers import APP, OWNER, ClientFactory, ServedAPI, Service, create, owner_url
+from tests.helpers import APP, OWNER, ClientFactory, ServedAPI, Service, create, owner_url, sample, scrape
 
 # Every backend of the API's pool that is idle: what a restart, an idle timeout or a failover ends.
 TERMINATE_IDLE = """
@@ -89,13 +89,17 @@ async def test_idle_connections_ended_by_the_server_cost_no_request(
                     terminated += await killer.fetchval(TERMINATE_IDLE)
                     await asyncio.sleep(0.05)
 
+            saved = sample("users_api_coalesced_statements_saved_total", read="get_user")
+            before = (await scrape(client))[saved]
             await asyncio.gather(load.run(2.5), terminate_repeatedly())
+            statements_saved = (await scrape(client))[saved] - before
         finally:
             await killer.close()
         stored = [(await client.get(f"/users/{user['id']}")).json() for user in load.created]
 
     assert terminated >= 40, "the server ended the pool's connections again and again"
     assert load.reads.total() > 200 and set(load.reads) == {200}, load.reads
+    assert statements_saved > 0, "get-ones shared statements (COALESCE_READS, by default)"
     # A write whose connection ended after it was sent may or may not have been applied: a 503, which
     # a client may retry; never a 500. One refused before it was sent is run again: a 201.
     assert load.writes[201] > 50 and set(load.writes) <= {201, 503}, load.writes

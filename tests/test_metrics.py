@@ -11,30 +11,23 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import PUBLISH_SECONDS
-from tests.helpers import ClientFactory, ServedAPI, assert_problem, create, openapi_document, pool_kept_busy
+from tests.helpers import (
+    ClientFactory,
+    ServedAPI,
+    assert_problem,
+    create,
+    openapi_document,
+    pool_kept_busy,
+    sample,
+    scrape,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of one scrape, by name and labels."""
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def requests(method: str, route: str, status: int) -> tuple[str, frozenset[tuple[str, str]]]:
     labels = {"http_request_method": method, "http_route": route, "http_response_status_code": str(status)}
     return ("http_server_request_duration_seconds_count", frozenset(labels.items()))
-
-
-def sample(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    return (name, frozenset(labels.items()))
 
 
 async def test_requests_are_counted_by_method_route_template_and_status(client: httpx.AsyncClient) -> None:

@@ -70,7 +70,7 @@ async def test_a_dba_sees_a_running_statement_by_its_file(
 
     assert waiting, "the GET was never seen waiting for the lock"
 
-    assert waiting[0].startswith("-- get_user: one user by id"), waiting[0]
+    assert waiting[0].startswith("-- get_user: one user by id"), waiting[0]  # alone: its own file
     assert "SELECT /* get_user */" in waiting[0]
     assert [answer.status_code for answer in answers] == [200]
 
@@ -94,8 +94,10 @@ SIGNATURES = {
     "find_idempotency_key": (["text", "text", "text", "text"], ["id", "version", "body", "request_matches"]),
     "forget_idempotency_key": (["text", "text"], ["idempotency_key"]),
     "get_user": (["int8"], ["version", "body"]),
+    "get_users": (["int8[]"], ["id", "version", "body"]),
     "list_users": (["int8", "int8"], ["body", "last_id", "more"]),
     "find_users_by_email": (["text", "int8"], ["body"]),
+    "find_users_by_emails": (["text[]", "int8[]"], ["n", "body"]),
     "update_user": (["int8", "text", "text", "int8[]"], ["body", "version"]),
     "delete_user": (["int8", "int8[]"], ["deleted_id"]),
     "ping": ([], ["?column?"]),
@@ -133,6 +135,8 @@ async def test_every_file_that_returns_users_returns_them_as_clients_see_them(da
             "get_user": await conn.fetchval(SQL.get_user, made["id"], column=1),
             "list_users": await conn.fetchval(SQL.list_users, 0, 10),
             "find_users_by_email": await conn.fetchval(SQL.find_users_by_email, "SHAPE@example.com", 0),
+            "get_users": await conn.fetchval(SQL.get_users, [made["id"]], column=2),
+            "find_users_by_emails": await conn.fetchval(SQL.find_users_by_emails, ["SHAPE@example.com"], [0], column=1),
             "update_user": await conn.fetchval(SQL.update_user, made["id"], None, "Renamed", None),
         }
         with_a_body = set()
@@ -212,8 +216,11 @@ def test_no_sql_text_in_the_python_of_api(path: Path) -> None:
 
 def forwarded_query(call: ast.Call, tree: ast.Module) -> bool:
     """`call` is inside a method of db.py's Database that runs the `query` its caller gave (fetchval,
-    fetchrow): those calls are checked where they are made, as every other call of a query method."""
+    fetchrow), or of coalesced.py's Coalesced that runs the query it was made with: those calls are
+    checked where they are made, as every other call of a query method."""
     first = call.args[0] if call.args else None
+    if isinstance(first, ast.Attribute) and ast.unparse(first) in ("self.query", "self.alone"):
+        return any(isinstance(node, ast.ClassDef) and node.name == "Coalesced" for node in tree.body)
     if not (isinstance(first, ast.Name) and first.id == "query"):
         return False
     for database in (node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Database"):
@@ -232,7 +239,7 @@ def test_every_query_the_code_runs_comes_from_sql(path: Path) -> None:
             from_sql = (
                 isinstance(first, ast.Attribute) and isinstance(first.value, ast.Name) and first.value.id == "SQL"
             )
-            assert from_sql or (path.name == "db.py" and forwarded_query(node, tree)), (
+            assert from_sql or (path.name in ("db.py", "coalesced.py") and forwarded_query(node, tree)), (
                 f"{path.name}:{node.lineno} runs {ast.unparse(first) if first else 'nothing'}, not SQL.<file>"
             )
 
@@ -241,3 +248,16 @@ def test_the_sql_text_check_can_fail() -> None:
     assert SQL_TEXT.search("SELECT id FROM users WHERE id = $1")
     assert SQL_TEXT.search("insert into users (email) values ($1)")
     assert not SQL_TEXT.search("the email belongs to another user; select another one")
+
+
+def test_every_coalesced_read_is_made_with_a_query_file() -> None:
+    made = [
+        node
+        for path in python_files()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Coalesced"
+    ]
+    assert len(made) == 2, "the get-ones and the lookups by email"
+    for call in made:
+        alone, many = ast.unparse(call.args[1]), ast.unparse(call.args[3])
+        assert alone.startswith("SQL.") and many.startswith("SQL."), ast.unparse(call)

@@ -2,11 +2,14 @@
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -97,42 +100,85 @@ def collector() -> Iterator[Collector]:
         thread.join(timeout=10)
 
 
-@pytest.mark.slow
-def test_one_exported_trace_holds_the_request_and_its_statement(
-    database_url: str, tmp_path: Path, collector: Collector
-) -> None:
-    env = {
+def traces_to(collector: Collector, database_url: str) -> dict[str, str]:
+    """The environment of a served API on `database_url` that exports its traces, and only them, to `collector`."""
+    return {
         "DATABASE_URL": database_url,
         "MIGRATE_ON_SERVE": "false",
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": "users-api",
     }
+
+
+@pytest.mark.slow
+def test_one_exported_trace_holds_the_request_and_its_statement(
+    database_url: str, tmp_path: Path, collector: Collector
+) -> None:
+    env = traces_to(collector, database_url) | {"OTEL_SERVICE_NAME": "users-api"}
     with identity_provider() as provider:  # with authentication on: the server span names whom the token is for
         api = ServedAPI(env | {"AUTH_ISSUER": provider.issuer, "AUTH_AUDIENCE": AUDIENCE}, tmp_path)
         headers = {"traceparent": f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"}
         headers["Authorization"] = f"Bearer {provider.token(sub='ada', client_id='reports')}"
         try:
             response = api.client.get("/users/1", headers=headers)
+            made = api.client.post("/users", json={"email": "traced@example.com", "name": "T"}, headers=headers)
         finally:
             assert api.stop(signal.SIGTERM) == 0  # a stop flushes the spans not yet sent
     found = TRACERESPONSE.fullmatch(response.headers["traceresponse"])
     assert response.status_code == 404 and found is not None
+    assert made.status_code == 201
 
     trace = [span for span in collector.spans if span.trace_id.hex() == PARENT_TRACE]
     by_name = {span.name: span for span in trace}
-    server, statement = by_name["GET /users/{user_id}"], by_name["get_user"]
+    server, statement = by_name["POST /users"], by_name["create_user"]
     assert server.kind == Span.SPAN_KIND_SERVER and server.parent_span_id.hex() == PARENT_SPAN
-    assert found.group(2) == server.span_id.hex(), "traceresponse names the server span"
+    assert found.group(2) == by_name["GET /users/{user_id}"].span_id.hex(), "traceresponse names the server span"
     named = {attribute.key: attribute.value.string_value for attribute in server.attributes}
     assert (named["user.id"], named["oauth.client_id"]) == ("ada", "reports")
     assert statement.kind == Span.SPAN_KIND_CLIENT
     attributes = {attribute.key: attribute.value.string_value for attribute in statement.attributes}
-    assert "FROM users" in attributes["db.statement"] and "db.statement.parameters" not in attributes
+    assert "INSERT /* create_user */" in attributes["db.statement"] and "db.statement.parameters" not in attributes
     ancestors, span = set(), statement
     spans = {span.span_id: span for span in trace}
     while span.parent_span_id in spans:
         span = spans[span.parent_span_id]
         ancestors.add(span.name)
-    assert "GET /users/{user_id}" in ancestors, "the statement's span is inside the request's"
+    assert "POST /users" in ancestors, "the statement's span is inside the request's"
+
+
+def link_ids(span: Span) -> set[tuple[str, str]]:
+    return {(link.trace_id.hex(), link.span_id.hex()) for link in span.links}
+
+
+@pytest.mark.slow
+def test_a_coalesced_reads_span_and_its_statements_link_to_each_other(
+    database_url: str, tmp_path: Path, collector: Collector, postgresql: psycopg.Connection
+) -> None:
+    api = ServedAPI(traces_to(collector, database_url), tmp_path)
+    try:
+        # Held up by a lock, the first get-one is in flight while the others come: they share a statement.
+        postgresql.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(api.client.get, f"/users/{n}") for n in range(1, 5)]
+            time.sleep(1.0)
+            postgresql.rollback()
+            statuses = [answer.result().status_code for answer in answers]
+    finally:
+        assert api.stop(signal.SIGTERM) == 0
+    assert statuses == [404] * 4
+
+    batches = [span for span in collector.spans if span.name == "coalesced get_user"]
+    endpoints = {
+        (span.trace_id.hex(), span.span_id.hex()): span for span in collector.spans if span.name == "fastapi.endpoint"
+    }
+    assert batches, "no get-one shared a statement"
+    for batch in batches:
+        # The batch is no one request's: a trace of its own, linked to each member's span and they to it.
+        members = link_ids(batch)
+        assert members and members <= set(endpoints), "linked to the span of each request it answered"
+        assert all((batch.trace_id.hex(), batch.span_id.hex()) in link_ids(endpoints[m]) for m in members)
+        sizes = [attribute.value.int_value for attribute in batch.attributes if attribute.key == "users_api.batch.size"]
+        assert sizes == [len(members)]
+        statement = next(span for span in collector.spans if span.parent_span_id == batch.span_id)
+        assert (statement.name, statement.trace_id) == ("get_users", batch.trace_id)

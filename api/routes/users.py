@@ -1,5 +1,6 @@
-"""/users: each handler runs its query file (an idempotent create, api/routes/idempotent.py, up to three) and
-answers with the row PostgreSQL shaped. What they take is api/routes/parameters.py's; what the OpenAPI
+"""/users: each handler runs its query file (an idempotent create, api/routes/idempotent.py, up to three; a
+get-one or a lookup by email, one shared with the others waiting at once, api/coalesced.py) and answers
+with the row PostgreSQL shaped. What they take is api/routes/parameters.py's; what the OpenAPI
 document says beyond their signatures, api/routes/openapi.py's.
 """
 
@@ -34,6 +35,9 @@ async def create_user(body: UserCreate, db: Db, request: Request, idempotency_ke
 @routes.get("/users", response_model=list[UserPublic], responses=openapi.LIST_USERS)
 async def list_users(db: Db, limit: Limit = 50, after: After = 0, email: EmailQuery = None) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination), or find one by email."""
+    if email is not None and db.users_by_email is not None:
+        found = await db.users_by_email.read(email, after)
+        return JSONText(found["body"] if found is not None else "[]")
     if email is not None:
         return JSONText(await db.fetchval(SQL.find_users_by_email, email, after, read=True))
     page = await db.fetchrow(SQL.list_users, after, limit, read=True)
@@ -51,7 +55,10 @@ async def list_users(db: Db, limit: Limit = 50, after: After = 0, email: EmailQu
 )
 async def get_user(user_id: UserId, db: Db, request: Request) -> Response:
     """Get one user by id; 304 if If-None-Match holds its current ETag."""
-    row = await db.fetchrow(SQL.get_user, user_id, read=True)
+    if db.users_by_id is not None:
+        row = await db.users_by_id.read(user_id)
+    else:
+        row = await db.fetchrow(SQL.get_user, user_id, read=True)
     if row is None:
         raise not_found(user_id)
     tag = etag(user_id, row["version"])

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Query, Response
 _bodies = json.loads(Path(os.environ["BENCH_BODIES"]).read_text(encoding="utf-8"))
 USER = json.dumps(_bodies["user"], separators=(",", ":")).encode()
 PAGE = json.dumps(_bodies["page"], separators=(",", ":")).encode()
+FOUND = b"[" + USER + b"]"  # a lookup by email: a page of one user
 LOCATION = f"/users/{_bodies['user']['id']}"
 
 app = FastAPI()
@@ -32,7 +33,9 @@ async def get_user(user_id: int) -> Response:
 
 @app.get("/users")
 async def list_users(
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50, after: Annotated[int, Query(ge=0)] = 0
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50, after: Annotated[int, Query(ge=0)] = 0, email: str | None = None
 ) -> Response:
+    if email is not None:
+        return Response(FOUND, media_type="application/json")
     link = f'</users?limit={limit}&after={after + limit}>; rel="next"'
     return Response(PAGE, media_type="application/json", headers={"Link": link})

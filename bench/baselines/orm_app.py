@@ -87,7 +87,11 @@ async def list_users(
     response: Response,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     after: Annotated[int, Query(ge=0)] = 0,
+    email: str | None = None,
 ) -> list[User]:
+    if email is not None:
+        found = await session.scalars(select(User).where(func.lower(User.email) == func.lower(email), User.id > after))
+        return list(found)
     result = await session.scalars(select(User).where(User.id > after).order_by(User.id).limit(limit + 1))
     users = list(result)
     if len(users) > limit:

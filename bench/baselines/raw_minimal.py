@@ -57,7 +57,10 @@ async def get_user(user_id: int, request: Request) -> Response:
 
 
 @app.get("/users")
-async def list_users(request: Request, limit: int = 50, after: int = 0) -> Response:
+async def list_users(request: Request, limit: int = 50, after: int = 0, email: str | None = None) -> Response:
+    if email is not None:
+        found = await request.app.state.pool.fetchval(SQL.find_users_by_email, email, after)
+        return Response(found, media_type="application/json")
     page = await request.app.state.pool.fetchrow(SQL.list_users, after, limit)
     headers = {"Link": f'</users?limit={limit}&after={page["last_id"]}>; rel="next"'} if page["more"] else None
     return Response(page["body"], headers=headers, media_type="application/json")

@@ -1,12 +1,14 @@
 -- The request stream of one workload, for wrk. Every response that is not 2xx is counted, and
 -- done() prints one BENCH_RESULT line of JSON that the harness reads.
--- Environment: BENCH_WORKLOAD (create | get | list_start | list_deep | mix), BENCH_ROWS (users
--- seeded), BENCH_TAG (unique per wrk run, so every POST carries an email never used before),
+-- Environment: BENCH_WORKLOAD (create | get | get_alone | lookup | list_start | list_deep | mix),
+-- BENCH_ROWS (users seeded), BENCH_SEED_TAG (the tag of the seeded users' emails, user<n>.<tag>@...),
+-- BENCH_TAG (unique per wrk run, so every POST carries an email never used before),
 -- BENCH_TOKEN (a bearer access token every request carries, for users-api-auth; the others ignore it).
 
 local workload = os.getenv("BENCH_WORKLOAD")
 local rows = tonumber(os.getenv("BENCH_ROWS"))
 local tag = os.getenv("BENCH_TAG")
+local seed_tag = os.getenv("BENCH_SEED_TAG") or ""
 local threads = {}
 
 function setup(thread)
@@ -37,6 +39,11 @@ local function get_one()
   return wrk.format("GET", "/users/" .. math.random(1, rows))
 end
 
+local function lookup()
+  -- The seed's n-th user (users-api seed) has the email user<n-1>.<tag>@example.com.
+  return wrk.format("GET", string.format("/users?email=user%d.%s%%40example.com", math.random(0, rows - 1), seed_tag))
+end
+
 local function list_start()
   return wrk.format("GET", "/users?limit=100&after=" .. math.random(0, 1000))
 end
@@ -52,12 +59,15 @@ local function mix()
   return get_one()
 end
 
-local generators = { create = create, get = get_one, list_start = list_start, list_deep = list_deep, mix = mix }
+local generators = {
+  create = create, get = get_one, get_alone = get_one, lookup = lookup, list_start = list_start,
+  list_deep = list_deep, mix = mix,
+}
 request = generators[workload]
 
 function response(status, headers, body)
-  if status < 200 or status > 299 then
-    bad = bad + 1
+  if status < 200 or status > 299 or (workload == "lookup" and body == "[]") then
+    bad = bad + 1  -- a lookup finds its seeded user: an empty answer is as wrong as an error
   end
 end
 

@@ -32,6 +32,7 @@ async def drive(app: FastAPI) -> dict[str, httpx.Response]:
             "missing": await client.get("/users/999999"),
             "second": await client.post("/users", json={"email": "base2@example.com", "name": "Q"}),
             "page": await client.get("/users", params={"limit": 1}),
+            "found": await client.get("/users", params={"email": "BASE@example.com"}),
         }
 
 
@@ -44,6 +45,7 @@ def assert_same_contract(answers: dict[str, httpx.Response]) -> None:
     assert fetched.json() == created.json()
     assert page.headers["link"] == f'</users?limit=1&after={created.json()["id"]}>; rel="next"'
     assert page.json() == [created.json()]
+    assert answers["found"].json() == [created.json()]
 
 
 async def test_the_orm_baseline_serves_the_same_contract(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,9 +74,11 @@ async def test_the_http_ceiling_serves_the_bodies_it_is_given(tmp_path: Path, mo
     async with serve(ceiling.app) as client:
         one = await client.get("/users/7")
         page = await client.get("/users", params={"limit": 100})
+        found = await client.get("/users", params={"email": "c@example.com"})
         created = await client.post("/users", json={"email": "d@example.com", "name": "D"})
 
     assert one.json() == user
+    assert found.json() == [user]
     assert page.json() == [user] * 3
     assert "link" in page.headers
     assert (created.status_code, created.headers["location"], created.json()) == (201, "/users/7", user)

@@ -7,12 +7,12 @@ import pytest
 
 from api.ops.embedded import find_binaries
 from api.queries import SQL
-from bench import dbceiling, report
+from bench import dbceiling
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("workload", report.WORKLOADS)
+@pytest.mark.parametrize("workload", dbceiling.WORKLOADS)
 async def test_the_asyncpg_ceiling_runs_the_query_files(
     database_url: str, postgresql: psycopg.Connection, workload: str
 ) -> None:

@@ -46,6 +46,7 @@ def fake_runs() -> list[report.Run]:
         runs += [run(r, "users-api-unobserved", workload, 6700.0, cpu=95.0) for r in (1, 2, 3)]
         runs += [run(r, "users-api-auth", workload, 6200.0, cpu=105.0) for r in (1, 2, 3)]
         runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-uncoalesced", workload, 4000.0, cpu=125.0) for r in (1, 2, 3)]
     runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
     return runs
 
@@ -55,9 +56,13 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
 
     assert found["users-api / ORM, get"] == (6.5, True)
     assert found["users-api / ORM, list_start"] == (6.5, False)
-    assert found["users-api / HTTP ceiling, get"] == (0.65, True)
+    assert found["users-api / HTTP ceiling, get"] == (0.65, False)  # at least 0.8, with reads coalesced
     assert found["users-api p99 / p50, get"] == (2.0, True)
-    assert found["users-api API CPU / raw-minimal's, get"] == (1.25, False)
+    assert found["users-api req/s / users-api-uncoalesced's, get"] == (1.625, True)
+    assert found["users-api req/s / raw-minimal's, get"] == (0.8125, False)
+    assert found["users-api API CPU / raw-minimal's, get"] == (1.25, False)  # at most 0.8, with reads coalesced
+    assert found["users-api p50 / users-api-uncoalesced's, get_alone"] == (1.0, True)
+    assert found["users-api req/s / users-api-uncoalesced's, lookup"] == (1.625, None)  # reported, no target
     assert found["users-api API CPU / raw-minimal's, mix"] == (1.25, None), "no target on the mix"
     assert found["users-api WORKERS=2 / WORKERS=1 req/s, get"] == (1.2, None)
     assert found["users-api req/s / users-api-unobserved's, get"] == (6500 / 6700, True)
