@@ -45,6 +45,11 @@ COSTS = [
     ("observability as configured by default: a log line per request, metrics (get one)",
      ("users-api-unobserved", "get"), ("users-api", "get")),
 ]  # fmt: skip
+# What coalesced reads save (COALESCE_READS): a get-one alone, which runs its own file as before, and 64 at once.
+COALESCED = [
+    ("a get-one alone", ("users-api-uncoalesced", "get"), ("users-api", "get")),
+    ("64 get-ones at once", ("users-api-uncoalesced", "get_64"), ("users-api", "get_64")),
+]
 WHOLE = ["get", "create", "list_start", "get_64"]
 WHOLE_JOBS = [(app, workload) for workload in WHOLE for app in ("users-api", "raw-minimal")]
 COLLECTED = re.compile(r"Collected : (\d+)")
@@ -54,13 +59,15 @@ async def child(app_name: str, request_name: str, count: int, url: str) -> None:
     """The measured process: build one app, then WARMUP + count requests of one kind."""
     tag = f"{app_name}.{os.getpid()}.{count}"
     async with AsyncExitStack() as stack:
-        if app_name in ("users-api", "users-api-unobserved", "raw-minimal"):
+        if app_name in ("users-api", "users-api-unobserved", "users-api-uncoalesced", "raw-minimal"):
             os.environ["DATABASE_URL"] = url  # raw-minimal's lifespan reads it
             # Waits are 50 times longer under valgrind: a timeout would answer 503 where none is under test.
-            observed = app_name == "users-api"  # as `users-api serve` runs it: its logging, metrics on
+            # As `users-api serve` runs them: its logging, metrics on.
+            observed = app_name in ("users-api", "users-api-uncoalesced")
             settings = Settings(
-                _env_file=None, database_url=url, pool_acquire_timeout=600, command_timeout=600, metrics=observed
-            )
+                _env_file=None, database_url=url, pool_acquire_timeout=600, command_timeout=600, metrics=observed,
+                coalesce_reads=app_name != "users-api-uncoalesced",
+            )  # fmt: skip
             if observed:
                 logging.config.dictConfig(logging_config("info", "text"))  # its lines go to the captured stderr
             app = raw_minimal.app if app_name == "raw-minimal" else create_app(settings)
@@ -98,7 +105,9 @@ def instructions(valgrind: str, app_name: str, request_name: str, url: str) -> f
     counts = []
     # As `users-api serve` sets it up: each worker's figures in files of a fresh folder.
     metrics = (
-        {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="icount-metrics-")} if app_name == "users-api" else {}
+        {"PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="icount-metrics-")}
+        if app_name in ("users-api", "users-api-uncoalesced")
+        else {}
     )
     for count in (REQUESTS, 4 * REQUESTS):
         done = subprocess.run(  # noqa: S603 - valgrind running this module, arguments built here
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {tools.install_hint('valgrind')}", file=sys.stderr)
         return 2
     started = datetime.now(UTC)
-    jobs = list(dict.fromkeys([side for _, *sides in LEVERS + COSTS for side in sides] + WHOLE_JOBS))
+    jobs = list(dict.fromkeys([side for _, *sides in LEVERS + COSTS + COALESCED for side in sides] + WHOLE_JOBS))
     with bench.database(bench.ROOT / ".pgdata-bench") as db:
         bench.populate(db, 10_000)
 
@@ -156,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         "|---|--:|--:|--:|",
         *(f"| {part} | {found[a]:,.0f} | {found[b]:,.0f} | {100 * (found[b] - found[a]) / found[a]:+.0f}% |"
           for part, a, b in COSTS),
+        "",
+        "What coalesced reads save (COALESCE_READS, users-api's default; the other side with it false):",
+        "",
+        "| get one | uncoalesced, instructions/request | coalesced | saved |",
+        "|---|--:|--:|--:|",
+        *(f"| {what} | {found[a]:,.0f} | {found[b]:,.0f} | {100 * (found[a] - found[b]) / found[a]:.0f}% |"
+          for what, a, b in COALESCED),
         "",
         "get_64: get one with 64 requests at once on the pool of 10 connections, so that most wait for one.",
         "",
