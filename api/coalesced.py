@@ -57,17 +57,21 @@ class Coalesced:
     """
 
     __slots__ = (
-        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "open", "query", "run", "sending", "traced",
+        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "once", "open", "query", "run", "sending",
+        "traced",
     )  # fmt: skip
 
     def __init__(
         self, fetchrow: Fetcher, alone: str, run: Runner, query: str, *, name: str, by_place: bool, metered: bool,
-        traced: bool,
+        traced: bool, once: bool = False,
     ) -> None:  # fmt: skip
         self.fetchrow, self.alone = fetchrow, alone
         self.run, self.query = run, query
         self.name = name  # the one read's query file: what the metrics and the batch's span are named by
         self.by_place = by_place
+        # A row answers only the first member that asked for its key (a user created for an email: the
+        # second request for it finds it taken), rather than every member that did (a user read by id).
+        self.once = once
         self.metered = metered  # METRICS: each statement's reads go to users_api_coalesced_batch_size
         self.traced = traced  # traces exported: a span per batch, linked to and from its members' spans
         self.in_flight = 0  # statements of this kind sent and not yet answered, or waiting for a connection
@@ -128,9 +132,11 @@ class Coalesced:
         self._close(batch)
         found = {row[0]: row for row in rows}
         keys = range(1, len(batch.waiters) + 1) if self.by_place else batch.columns[0]
+        answer = found.pop if self.once else found.get
         for waiter, key in zip(batch.waiters, keys, strict=True):
+            row = answer(key, None)  # a member gone away still had its row: not the next one's
             if not waiter.done():
-                waiter.set_result(found.get(key))
+                waiter.set_result(row)
         if self.metered:
             metrics.TALLY.batch(self.name, len(batch.waiters))
 

@@ -66,6 +66,7 @@ class Database:
     # COALESCE_READS: the get-ones, and the lookups by email, waiting at once sent as one statement
     users_by_id: Coalesced | None = None
     users_by_email: Coalesced | None = None
+    creates: Coalesced | None = None  # COALESCE_CREATES: the plain creates waiting at once, in one INSERT
 
     def sizes(self) -> tuple[int, int, int]:
         """Connections open, idle, and the most the pool may open: what the pool's gauges show."""
@@ -279,6 +280,12 @@ def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], Ab
                 database.users_by_email = Coalesced(
                     one, SQL.find_users_by_email, many, SQL.find_users_by_emails, name="find_users_by_email",
                     by_place=True, **seen,
+                )  # fmt: skip
+            if settings.coalesce_creates:
+                seen = {"metered": settings.metrics, "traced": traced}
+                database.creates = Coalesced(
+                    partial(database.fetchrow, read=False), SQL.create_user, partial(database.run, read=False),
+                    SQL.create_users, name="create_user", by_place=False, once=True, **seen,
                 )  # fmt: skip
             yield {"database": database}
         finally:

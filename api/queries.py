@@ -16,6 +16,7 @@ class Queries:
 
     create_user: str
     create_user_once: str
+    create_users: str
     find_idempotency_key: str
     forget_idempotency_key: str
     get_user: str

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         default=True,
         description="Answer the get-ones (and the lookups by email) waiting at once with one statement.",
     )
+    coalesce_creates: bool = Field(
+        default=False, description="Insert the plain creates waiting at once with one statement (measured, off)."
+    )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
     auth_issuer: str | None = Field(
         default=None, description="The identity provider's issuer URL; set, every /users request needs a token."

@@ -83,6 +83,7 @@ def users_api(
     *,
     observed: bool = True,
     coalesced: bool = True,
+    coalesced_creates: bool = False,
     issuer: str | None = None,
     audience: str | None = None,
 ) -> System:
@@ -98,6 +99,8 @@ def users_api(
         env |= {"METRICS": "false", "LOG_LEVEL": "warning"}
     if not coalesced:
         env |= {"COALESCE_READS": "false"}
+    if coalesced_creates:
+        env |= {"COALESCE_CREATES": "true"}
     if issuer is not None and audience is not None:
         env |= {"AUTH_ISSUER": issuer, "AUTH_AUDIENCE": audience}
     # /ready: 503 until the pool (and with an issuer, its keys) can serve, where /users/1 could be a 401.

@@ -40,6 +40,7 @@ USERS = 200_000  # seeded for the plans of the query files
 # Representative parameters: an id in the middle of the table, a page at the start, an email.
 PARAMETERS: dict[str, tuple[Any, ...]] = {
     "create_user": ("new.person@example.com", "New Person"),
+    "create_users": (["new.person@example.com", "NEW.person@example.com", "other@example.com"], ["A", "B", "C"]),
     "create_user_once": ("a-key", "new.person@example.com", "New Person", "https://issuer.example user-7"),
     "find_idempotency_key": ("a-key", "new.person@example.com", "New Person", ""),
     "forget_idempotency_key": ("a-key", ""),

@@ -240,3 +240,25 @@ async def test_a_batch_that_never_got_a_connection_takes_no_later_read(
         "all database connections are busy; retry shortly"
     ] * 3
     assert later.status_code == 200
+
+
+async def test_coalesced_creates_give_one_201_per_email(client_factory: ClientFactory) -> None:
+    async with client_factory(coalesce_creates=True) as client:
+        await create(client, "taken@example.com")
+        emails = [f"new{n}@example.com" for n in range(10)] + ["TAKEN@example.com"]
+        asked = [email for email in emails for email in (email, email.upper())]  # each email twice, cased apart
+        answers: list[httpx.Response] = []
+
+        async def create_all() -> None:
+            answers.extend(
+                await asyncio.gather(*(client.post("/users", json={"email": e, "name": "N"}) for e in asked))
+            )
+
+        statements, reads, _ = await grew(client, "create_user", create_all)
+        stored = [(await client.get("/users", params={"email": email})).json() for email in emails[:-1]]
+
+    created = [answer for answer in answers if answer.status_code == 201]
+    assert sorted(answer.status_code for answer in answers) == [201] * 10 + [409] * 12
+    assert sorted(answer.json()["email"].lower() for answer in created) == sorted(emails[:-1])
+    assert [found for found in stored] == [[answer.json()] for answer in sorted(created, key=lambda a: a.json()["id"])]
+    assert reads == 22 and statements < 22

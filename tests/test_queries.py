@@ -87,6 +87,7 @@ def statements_waiting_for_a_lock(admin_url: str) -> list[str]:
 # What PostgreSQL infers for each file: parameter types and result columns, as the routes rely on them.
 SIGNATURES = {
     "create_user": (["text", "text"], ["id", "version", "body"]),
+    "create_users": (["text[]", "text[]"], ["email", "id", "version", "body"]),
     "create_user_once": (
         ["text", "text", "text", "text"],
         ["outcome", "id", "version", "body", "request_matches"],
@@ -136,6 +137,7 @@ async def test_every_file_that_returns_users_returns_them_as_clients_see_them(da
             "list_users": await conn.fetchval(SQL.list_users, 0, 10),
             "find_users_by_email": await conn.fetchval(SQL.find_users_by_email, "SHAPE@example.com", 0),
             "get_users": await conn.fetchval(SQL.get_users, [made["id"]], column=2),
+            "create_users": await conn.fetchval(SQL.create_users, ["many@example.com"], ["Many"], column=3),
             "find_users_by_emails": await conn.fetchval(SQL.find_users_by_emails, ["SHAPE@example.com"], [0], column=1),
             "update_user": await conn.fetchval(SQL.update_user, made["id"], None, "Renamed", None),
         }
@@ -257,7 +259,7 @@ def test_every_coalesced_read_is_made_with_a_query_file() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Coalesced"
     ]
-    assert len(made) == 2, "the get-ones and the lookups by email"
+    assert len(made) == 3, "the get-ones, the lookups by email, the plain creates"
     for call in made:
         alone, many = ast.unparse(call.args[1]), ast.unparse(call.args[3])
         assert alone.startswith("SQL.") and many.startswith("SQL."), ast.unparse(call)

@@ -26,7 +26,10 @@ async def create_user(body: UserCreate, db: Db, request: Request, idempotency_ke
     if idempotency_key is not None:
         principal = request.state.principal if "principal" in request.scope.get("state", {}) else None
         return await create_once(db, unquoted(idempotency_key), body, principal)
-    row = await db.fetchrow(SQL.create_user, body.email, body.name)
+    if db.creates is not None:
+        row = await db.creates.read(body.email, body.name)
+    else:
+        row = await db.fetchrow(SQL.create_user, body.email, body.name)
     if row is None:
         raise email_taken(body.email)
     return created(row)
