@@ -57,13 +57,13 @@ class Coalesced:
     """
 
     __slots__ = (
-        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "once", "open", "query", "run", "sending",
-        "traced",
+        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "once", "open", "query", "refused", "run",
+        "sending", "traced",
     )  # fmt: skip
 
     def __init__(
         self, fetchrow: Fetcher, alone: str, run: Runner, query: str, *, name: str, by_place: bool, metered: bool,
-        traced: bool, once: bool = False,
+        traced: bool, refused: type[Exception], once: bool = False,
     ) -> None:  # fmt: skip
         self.fetchrow, self.alone = fetchrow, alone
         self.run, self.query = run, query
@@ -72,6 +72,7 @@ class Coalesced:
         # A row answers only the first member that asked for its key (a user created for an email: the
         # second request for it finds it taken), rather than every member that did (a user read by id).
         self.once = once
+        self.refused = refused  # the pool's error for a value PostgreSQL refused (db.Refused)
         self.metered = metered  # METRICS: each statement's reads go to users_api_coalesced_batch_size
         self.traced = traced  # traces exported: a span per batch, linked to and from its members' spans
         self.in_flight = 0  # statements of this kind sent and not yet answered, or waiting for a connection
@@ -114,21 +115,28 @@ class Coalesced:
 
     async def _send(self, batch: Batch) -> None:
         try:
-            rows = await self.run(lambda conn: self._statement(conn, batch))
-        except asyncio.CancelledError:  # the app is stopping
+            await self._answer(batch)
+        finally:
             self.in_flight -= 1
             self._close(batch)
+
+    async def _answer(self, batch: Batch) -> None:
+        try:
+            rows = await self.run(lambda conn: self._statement(conn, batch))
+        except asyncio.CancelledError:  # the app is stopping
             for waiter in batch.waiters:
                 waiter.cancel()
             raise
+        except self.refused:
+            # PostgreSQL refused a value of one member, and the statement did nothing: each runs alone, so
+            # that only the one at fault gets the refusal (a 422).
+            await self._each_alone(batch)
+            return
         except Exception as error:  # each member's: Unavailable is each one's 503
-            self.in_flight -= 1
-            self._close(batch)
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_exception(error)
             return
-        self.in_flight -= 1
         self._close(batch)
         found = {row[0]: row for row in rows}
         keys = range(1, len(batch.waiters) + 1) if self.by_place else batch.columns[0]
@@ -139,6 +147,21 @@ class Coalesced:
                 waiter.set_result(row)
         if self.metered:
             metrics.TALLY.batch(self.name, len(batch.waiters))
+
+    async def _each_alone(self, batch: Batch) -> None:
+        for place, waiter in enumerate(batch.waiters):
+            if waiter.done():  # gone away: its statement is not run
+                continue
+            try:
+                row = await self.fetchrow(self.alone, *(column[place] for column in batch.columns))
+            except Exception as refused:
+                if not waiter.done():
+                    waiter.set_exception(refused)
+            else:
+                if not waiter.done():
+                    waiter.set_result(row)
+            if self.metered:
+                metrics.TALLY.batch(self.name, 1)
 
     async def _statement(self, conn: Connection, batch: Batch) -> Rows:
         self._close(batch)  # a connection is held: what arrives from now on goes in the next statement

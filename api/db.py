@@ -271,27 +271,30 @@ def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], Ab
         try:
             queue = asyncio.Semaphore(settings.pool_max_size)
             database = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue, settings.metrics)
-            if settings.coalesce_reads:
-                one, many = partial(database.fetchrow, read=True), partial(database.run, read=True)
-                seen = {"metered": settings.metrics, "traced": traced}
-                database.users_by_id = Coalesced(
-                    one, SQL.get_user, many, SQL.get_users, name="get_user", by_place=False, **seen
-                )
-                database.users_by_email = Coalesced(
-                    one, SQL.find_users_by_email, many, SQL.find_users_by_emails, name="find_users_by_email",
-                    by_place=True, **seen,
-                )  # fmt: skip
-            if settings.coalesce_creates:
-                seen = {"metered": settings.metrics, "traced": traced}
-                database.creates = Coalesced(
-                    partial(database.fetchrow, read=False), SQL.create_user, partial(database.run, read=False),
-                    SQL.create_users, name="create_user", by_place=False, once=True, **seen,
-                )  # fmt: skip
+            coalesce(database, settings, traced)
             yield {"database": database}
         finally:
             await close_pool(pool, settings.pool_close_timeout)
 
     return pool_lifespan
+
+
+def coalesce(database: Database, settings: Settings, traced: bool) -> None:
+    """Give `database` its coalesced statements, as COALESCE_READS and COALESCE_CREATES ask (api/coalesced.py)."""
+
+    def shared(alone: str, many: str, name: str, *, read: bool, by_place: bool = False) -> Coalesced:
+        return Coalesced(
+            partial(database.fetchrow, read=read), alone, partial(database.run, read=read), many, name=name,
+            by_place=by_place, once=not read, metered=settings.metrics, traced=traced, refused=Refused,
+        )  # fmt: skip
+
+    if settings.coalesce_reads:
+        database.users_by_id = shared(SQL.get_user, SQL.get_users, "get_user", read=True)
+        database.users_by_email = shared(
+            SQL.find_users_by_email, SQL.find_users_by_emails, "find_users_by_email", read=True, by_place=True
+        )
+    if settings.coalesce_creates:  # a write: a user created answers one request, and a lost one is not run again
+        database.creates = shared(SQL.create_user, SQL.create_users, "create_user", read=False)
 
 
 async def database(request: Request) -> Database:

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         description="Answer the get-ones (and the lookups by email) waiting at once with one statement.",
     )
     coalesce_creates: bool = Field(
-        default=False, description="Insert the plain creates waiting at once with one statement (measured, off)."
+        default=True, description="Insert the plain creates (no Idempotency-Key) waiting at once with one statement."
     )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
     auth_issuer: str | None = Field(

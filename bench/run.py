@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
 TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
-UNCOALESCED = "users-api-uncoalesced"  # COALESCE_READS=false: what one statement for many reads buys
-CREATES_COALESCED = "users-api-coalesced-creates"  # COALESCE_CREATES=true: whether one INSERT for many pays
+UNCOALESCED = "users-api-uncoalesced"  # COALESCE_READS, COALESCE_CREATES false: what one statement for many buys
 UNOBSERVED = "users-api-unobserved"  # METRICS=false, LOG_LEVEL=warning: what observability costs
 AUTHENTICATED = "users-api-auth"  # AUTH_ISSUER: every request's bearer token verified, what that costs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
@@ -270,9 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         http = [
             api,
             systems.users_api(db.url, find_available_port(), config.workers, name=UNCOALESCED, coalesced=False),
-            systems.users_api(
-                db.url, find_available_port(), config.workers, name=CREATES_COALESCED, coalesced_creates=True
-            ),
             systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
             systems.users_api(db.url, find_available_port(), config.workers, name=UNOBSERVED, observed=False),
             systems.users_api(

@@ -83,24 +83,22 @@ def users_api(
     *,
     observed: bool = True,
     coalesced: bool = True,
-    coalesced_creates: bool = False,
     issuer: str | None = None,
     audience: str | None = None,
 ) -> System:
     """users-api as its users run it: `users-api serve` (uvicorn, uvloop, httptools), its defaults kept.
 
     Observed, as by default: a log line per request (LOG_LEVEL=info) and Prometheus metrics. Not observed:
-    METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs. Not `coalesced`: one statement
-    per get-one or lookup (COALESCE_READS=false), to measure what coalescing buys. With `issuer`, every
-    /users request needs a bearer token from it (AUTH_ISSUER): the load sends one (BENCH_TOKEN).
+    METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs. Not `coalesced`: a statement per
+    get-one, lookup or create (COALESCE_READS=false, COALESCE_CREATES=false), to measure what coalescing buys.
+    With `issuer`, every /users request needs a bearer token from it (AUTH_ISSUER): the load sends one
+    (BENCH_TOKEN).
     """
     env = {"DATABASE_URL": database_url, "PORT": str(port), "WORKERS": str(workers)}
     if not observed:
         env |= {"METRICS": "false", "LOG_LEVEL": "warning"}
     if not coalesced:
-        env |= {"COALESCE_READS": "false"}
-    if coalesced_creates:
-        env |= {"COALESCE_CREATES": "true"}
+        env |= {"COALESCE_READS": "false", "COALESCE_CREATES": "false"}
     if issuer is not None and audience is not None:
         env |= {"AUTH_ISSUER": issuer, "AUTH_AUDIENCE": audience}
     # /ready: 503 until the pool (and with an issuer, its keys) can serve, where /users/1 could be a 401.

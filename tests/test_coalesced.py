@@ -262,3 +262,22 @@ async def test_coalesced_creates_give_one_201_per_email(client_factory: ClientFa
     assert sorted(answer.json()["email"].lower() for answer in created) == sorted(emails[:-1])
     assert [found for found in stored] == [[answer.json()] for answer in sorted(created, key=lambda a: a.json()["id"])]
     assert reads == 22 and statements < 22
+
+
+async def test_a_value_the_database_refuses_is_the_refusal_of_its_request_alone(
+    database: Database, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    # Past the API's checks (a 400-character email), as a value could be if the two ever disagreed.
+    emails = ["fine1@example.com", "fine2@example.com", f"{'x' * 400}@example.com", "fine3@example.com"]
+    assert database.creates is not None
+    postgresql.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # the four wait: one alone, three together
+    try:
+        creates = [asyncio.create_task(database.creates.read(email, "Fine")) for email in emails]
+        await until_waiting(cluster.url(), 2)
+    finally:
+        postgresql.rollback()
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(*creates, return_exceptions=True)
+
+    assert type(answers[2]).__name__ == "Refused"
+    assert [json.loads(answers[n]["body"])["email"] for n in (0, 1, 3)] == [emails[n] for n in (0, 1, 3)]  # type: ignore[index]

@@ -257,9 +257,9 @@ def test_every_coalesced_read_is_made_with_a_query_file() -> None:
         node
         for path in python_files()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Coalesced"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "shared"
     ]
     assert len(made) == 3, "the get-ones, the lookups by email, the plain creates"
     for call in made:
-        alone, many = ast.unparse(call.args[1]), ast.unparse(call.args[3])
+        alone, many = ast.unparse(call.args[0]), ast.unparse(call.args[1])
         assert alone.startswith("SQL.") and many.startswith("SQL."), ast.unparse(call)

@@ -63,6 +63,7 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api API CPU / raw-minimal's, get"] == (1.25, False)  # at most 0.8, with reads coalesced
     assert found["users-api p50 / users-api-uncoalesced's, get_alone"] == (1.0, True)
     assert found["users-api req/s / users-api-uncoalesced's, lookup"] == (1.625, None)  # reported, no target
+    assert found["users-api req/s / users-api-uncoalesced's, create"] == (1.625, True)
     assert found["users-api API CPU / raw-minimal's, mix"] == (1.25, None), "no target on the mix"
     assert found["users-api WORKERS=2 / WORKERS=1 req/s, get"] == (1.2, None)
     assert found["users-api req/s / users-api-unobserved's, get"] == (6500 / 6700, True)
