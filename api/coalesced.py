@@ -45,6 +45,16 @@ class Batch:
         self.waiters: list[asyncio.Future[asyncpg.Record | None]] = []
         self.spans: list[trace.Span] = []  # the members' server spans, when traces are exported
 
+    def drop_the_gone(self) -> None:
+        """Leave out the members whose requests were cancelled (their clients went away) before it is sent:
+        a create no one waits for is not made, and cannot take an email from a member still waiting."""
+        if all(not waiter.done() for waiter in self.waiters):
+            return
+        places = [place for place, waiter in enumerate(self.waiters) if not waiter.done()]
+        self.columns = [[column[place] for place in places] for column in self.columns]
+        self.waiters = [self.waiters[place] for place in places]
+        self.spans = [self.spans[place] for place in places] if self.spans else []
+
 
 class Coalesced:
     """One kind of read: `alone` is its query file for one read, `query` the same for many, taking for each
@@ -57,13 +67,13 @@ class Coalesced:
     """
 
     __slots__ = (
-        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "once", "open", "query", "refused", "run",
-        "sending", "traced",
+        "alone", "by_place", "fetchrow", "in_flight", "metered", "name", "once", "open", "query", "run", "sending",
+        "stored_nothing", "traced",
     )  # fmt: skip
 
     def __init__(
         self, fetchrow: Fetcher, alone: str, run: Runner, query: str, *, name: str, by_place: bool, metered: bool,
-        traced: bool, refused: type[Exception], once: bool = False,
+        traced: bool, stored_nothing: tuple[type[Exception], ...], once: bool = False,
     ) -> None:  # fmt: skip
         self.fetchrow, self.alone = fetchrow, alone
         self.run, self.query = run, query
@@ -72,7 +82,9 @@ class Coalesced:
         # A row answers only the first member that asked for its key (a user created for an email: the
         # second request for it finds it taken), rather than every member that did (a user read by id).
         self.once = once
-        self.refused = refused  # the pool's error for a value PostgreSQL refused (db.Refused)
+        # Errors after which the statement is known to have stored nothing (a value PostgreSQL refused, a
+        # deadlock): each member then runs alone, so that only the one at fault gets its error.
+        self.stored_nothing = stored_nothing
         self.metered = metered  # METRICS: each statement's reads go to users_api_coalesced_batch_size
         self.traced = traced  # traces exported: a span per batch, linked to and from its members' spans
         self.in_flight = 0  # statements of this kind sent and not yet answered, or waiting for a connection
@@ -110,7 +122,8 @@ class Coalesced:
             batch.spans.append(trace.get_current_span())
         if len(batch.waiters) >= BATCH_MAX:
             self.open = None
-        # A member whose request is cancelled (its client went away) cancels its waiter alone.
+        # A member whose request is cancelled (its client went away) cancels its waiter alone, and is left
+        # out of the statement if that has not been sent yet.
         return await waiter
 
     async def _send(self, batch: Batch) -> None:
@@ -119,6 +132,8 @@ class Coalesced:
         finally:
             self.in_flight -= 1
             self._close(batch)
+            for waiter in batch.waiters:  # none is left waiting, whatever ended the task
+                waiter.cancel()
 
     async def _answer(self, batch: Batch) -> None:
         try:
@@ -127,9 +142,7 @@ class Coalesced:
             for waiter in batch.waiters:
                 waiter.cancel()
             raise
-        except self.refused:
-            # PostgreSQL refused a value of one member, and the statement did nothing: each runs alone, so
-            # that only the one at fault gets the refusal (a 422).
+        except self.stored_nothing:
             await self._each_alone(batch)
             return
         except Exception as error:  # each member's: Unavailable is each one's 503
@@ -165,6 +178,9 @@ class Coalesced:
 
     async def _statement(self, conn: Connection, batch: Batch) -> Rows:
         self._close(batch)  # a connection is held: what arrives from now on goes in the next statement
+        batch.drop_the_gone()
+        if not batch.waiters:
+            return []
         if not self.traced:
             return await conn.fetch(self.query, *batch.columns)
         links = [trace.Link(span.get_span_context()) for span in batch.spans]

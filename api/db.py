@@ -190,6 +190,9 @@ UNREACHABLE = (
     asyncpg.TooManyConnectionsError,
 )
 REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# A statement that ended so stored nothing: a value refused, or its transaction rolled back (class 40: a
+# deadlock, a serialization failure). What a coalesced statement's members may each run again alone.
+STORED_NOTHING = (Refused, asyncpg.TransactionRollbackError)
 
 
 def _as_our_own(error: Exception) -> Exception:
@@ -285,7 +288,7 @@ def coalesce(database: Database, settings: Settings, traced: bool) -> None:
     def shared(alone: str, many: str, name: str, *, read: bool, by_place: bool = False) -> Coalesced:
         return Coalesced(
             partial(database.fetchrow, read=read), alone, partial(database.run, read=read), many, name=name,
-            by_place=by_place, once=not read, metered=settings.metrics, traced=traced, refused=Refused,
+            by_place=by_place, once=not read, metered=settings.metrics, traced=traced, stored_nothing=STORED_NOTHING,
         )  # fmt: skip
 
     if settings.coalesce_reads:

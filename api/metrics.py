@@ -81,15 +81,15 @@ for _reason in UNAVAILABLE_REASONS:  # at 0 from the start: an alert on their ra
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000)
 BATCH_SIZE = Histogram(
     "users_api_coalesced_batch_size",
-    "Reads answered by one statement (COALESCE_READS), by kind of read: get_user, find_users_by_email; "
-    "_count is the statements sent, _sum the reads they answered.",
+    "Requests answered by one statement (COALESCE_READS, COALESCE_CREATES), by kind: get_user, "
+    "find_users_by_email, create_user; _count is the statements answered, _sum the requests they answered.",
     ["read"],
     buckets=BATCH_BOUNDS,
     registry=REGISTRY,
 )
 STATEMENTS_SAVED = Counter(
     "users_api_coalesced_statements_saved",
-    "Statements not sent because a read shared another's (COALESCE_READS): a batch's size less one.",
+    "Statements not sent because a request shared another's: a batch's size less one.",
     ["read"],
     registry=REGISTRY,
 )

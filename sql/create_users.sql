@@ -4,10 +4,11 @@
 -- Parameters: $1 emails (text[]), $2 names (text[]): the n-th request's email and name.
 -- Returns: a row per user created: its email as given, id, version (1) and public JSON (body); none for
 -- an email users_email_key already held, or one an earlier request of the same statement took.
--- Notes: rows are inserted in the requests' order, so that of two requests for one email (in any case)
--- the first is created and the second finds it taken. The service hands each request the row of its
--- email as given, the first request with that text first. Times in the JSON are in the session's
--- TimeZone, which the service sets to UTC.
+-- Notes: rows are inserted in the order of lower(email), then of the requests: of two requests for one
+-- email (in any case) the first is created and the second finds it taken, and two such statements at
+-- once take the unique index's entries in the same order, so neither can wait for the other in a
+-- deadlock. The service hands each request the row of its email as given, the first request with that
+-- text first. Times in the JSON are in the session's TimeZone, which the service sets to UTC.
 -- uses: users_email_key
 
 INSERT /* create_users */ INTO users (
@@ -18,7 +19,7 @@ SELECT
     asked.email,
     asked.name
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS asked (email, name, n)
-ORDER BY asked.n
+ORDER BY lower(asked.email), asked.n
 ON CONFLICT (lower(email)) DO NOTHING
 RETURNING
     email,

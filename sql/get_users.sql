@@ -1,6 +1,6 @@
 -- get_users: users by id, each as its public JSON with its version: the get-ones of many requests in
 -- one statement (GET /users/{id} while COALESCE_READS is on, which it is by default).
--- Parameters: $1 ids (bigint[]: the ids the requests waiting in one turn of the event loop ask for).
+-- Parameters: $1 ids (bigint[]: the ids the requests waiting together ask for).
 -- Returns: a row per id that names a user: its id, version (the ETag's) and JSON (body); none for an
 -- id no user has, in no particular order.
 -- Notes: the service hands each request the row of its own id, or a 404. One statement instead of one

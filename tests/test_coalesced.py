@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
+from api import coalesced
 from api.db import Database, lifespan
 from api.ops.cluster import Cluster
 from api.queries import SQL
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.anyio
 GET_ONE, BY_EMAIL = "get_user", "find_users_by_email"
 
 
-async def coalesced(client: httpx.AsyncClient, read: str) -> tuple[float, float, float]:
+async def so_far(client: httpx.AsyncClient, read: str) -> tuple[float, float, float]:
     """Statements sent, reads they answered and statements saved for a kind of read, so far."""
     scraped = await scrape(client)
     return (
@@ -32,9 +33,9 @@ async def coalesced(client: httpx.AsyncClient, read: str) -> tuple[float, float,
 
 
 async def grew(client: httpx.AsyncClient, read: str, requests: Callable[[], Awaitable[object]]) -> list[float]:
-    before = await coalesced(client, read)
+    before = await so_far(client, read)
     await requests()
-    return [after - was for after, was in zip(await coalesced(client, read), before, strict=True)]
+    return [after - was for after, was in zip(await so_far(client, read), before, strict=True)]
 
 
 @pytest.mark.parametrize("coalesce_reads", [True, False])
@@ -72,12 +73,20 @@ async def test_coalesced_get_ones_keep_their_own_304s(client: httpx.AsyncClient)
     assert (await client.patch(f"/users/{changed}", json={"name": "Changed"})).status_code == 200
 
     twice = [(user_id, tag) for user_id, tag in kept.items() for _ in "ab"]
-    answers = await asyncio.gather(*(client.get(f"/users/{n}", headers={"If-None-Match": tag}) for n, tag in twice))
+    answers: list[httpx.Response] = []
+
+    async def get_all() -> None:
+        answers.extend(
+            await asyncio.gather(*(client.get(f"/users/{n}", headers={"If-None-Match": t}) for n, t in twice))
+        )
+
+    _, _, saved = await grew(client, GET_ONE, get_all)
 
     statuses = [answer.status_code for answer in answers]
     assert statuses == [200, 200, 304, 304, 304, 304, 304, 304]
     assert [answer.headers["etag"] for answer in answers[:2]] == [f'"{changed}-2"'] * 2
     assert all(answer.content == b"" for answer in answers[2:])
+    assert saved > 0, "they shared statements"
 
 
 async def test_concurrent_lookups_by_email_each_get_their_own_answer(client: httpx.AsyncClient) -> None:
@@ -243,25 +252,110 @@ async def test_a_batch_that_never_got_a_connection_takes_no_later_read(
 
 
 async def test_coalesced_creates_give_one_201_per_email(client_factory: ClientFactory) -> None:
-    async with client_factory(coalesce_creates=True) as client:
+    async with client_factory() as client:
         await create(client, "taken@example.com")
         emails = [f"new{n}@example.com" for n in range(10)] + ["TAKEN@example.com"]
-        asked = [email for email in emails for email in (email, email.upper())]  # each email twice, cased apart
+        asked = [(cased, f"{cased} {n}") for email in emails for n, cased in enumerate((email, email.upper()))]
         answers: list[httpx.Response] = []
 
         async def create_all() -> None:
             answers.extend(
-                await asyncio.gather(*(client.post("/users", json={"email": e, "name": "N"}) for e in asked))
+                await asyncio.gather(*(client.post("/users", json={"email": e, "name": n}) for e, n in asked))
             )
 
         statements, reads, _ = await grew(client, "create_user", create_all)
-        stored = [(await client.get("/users", params={"email": email})).json() for email in emails[:-1]]
+        stored = {email: (await client.get("/users", params={"email": email})).json() for email in emails[:-1]}
 
-    created = [answer for answer in answers if answer.status_code == 201]
-    assert sorted(answer.status_code for answer in answers) == [201] * 10 + [409] * 12
-    assert sorted(answer.json()["email"].lower() for answer in created) == sorted(emails[:-1])
-    assert [found for found in stored] == [[answer.json()] for answer in sorted(created, key=lambda a: a.json()["id"])]
     assert reads == 22 and statements < 22
+    # Each email's first request gets the 201, with its own email and name as it sent them; the other a 409.
+    assert [answer.status_code for answer in answers] == [201, 409] * 10 + [409, 409]
+    for (email, name), answer in zip(asked, answers, strict=True):
+        if answer.status_code == 201:
+            assert (answer.json()["email"], answer.json()["name"]) == (email, name)
+            assert stored[email] == [answer.json()]
+
+
+@asynccontextmanager
+async def users_locked(postgresql: psycopg.Connection) -> AsyncIterator[None]:
+    """Every statement on users waits, in plain sight, until the block ends."""
+    postgresql.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        postgresql.rollback()
+
+
+def creating(db: Database, *users: tuple[str, str]) -> list[asyncio.Task[asyncpg.Record | None]]:
+    assert db.creates is not None
+    return [asyncio.create_task(db.creates.read(email, name)) for email, name in users]
+
+
+def names_of(answers: list[asyncpg.Record | None]) -> list[str | None]:
+    return [json.loads(answer["body"])["name"] if answer is not None else None for answer in answers]
+
+
+async def test_of_two_creates_with_one_email_in_a_statement_the_first_gets_the_user(
+    database: Database, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    async with users_locked(postgresql):
+        creates = creating(
+            database, ("first@example.com", "Alone"), ("same@example.com", "A"), ("same@example.com", "B")
+        )
+        await until_waiting(cluster.url(), 2)  # the first alone, the other two in one statement
+    answers = await asyncio.gather(*creates)
+
+    assert names_of(answers) == ["Alone", "A", None]
+
+
+async def test_two_statements_creating_the_same_emails_in_opposite_orders_do_not_deadlock(
+    database: Database, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    emails = [f"crossed{n:03}@example.com" for n in range(300)]
+    async with users_locked(postgresql):
+        alone = creating(database, ("alone@example.com", "Alone"))
+        await until_waiting(cluster.url(), 1)
+        forwards = creating(database, *((email, "Forwards") for email in emails))
+        await until_waiting(cluster.url(), 2)
+        backwards = creating(database, *((email.upper(), "Backwards") for email in reversed(emails)))
+        await until_waiting(cluster.url(), 3)  # both wait for the lock, to run at once when it goes
+    async with asyncio.timeout(30):
+        answers = await asyncio.gather(*alone, *forwards, *backwards)  # a deadlock would raise here
+
+    created = [answer for answer in answers[1:] if answer is not None]
+    assert sorted(json.loads(answer["body"])["email"].lower() for answer in created) == emails
+
+
+async def test_a_create_whose_client_went_away_before_it_was_sent_is_not_made(
+    database_url: str, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    one_connection = make_settings(database_url, pool_min_size=1, pool_max_size=1)
+    async with lifespan(one_connection)(FastAPI()) as state:
+        db = state["database"]
+        async with users_locked(postgresql):
+            alone = creating(db, ("holder@example.com", "Holds the one connection"))
+            await until_waiting(cluster.url(), 1)
+            batch = creating(db, ("gone@example.com", "Gone"), ("GONE@example.com", "Kept"))
+            await asyncio.sleep(0.05)  # the two wait for the connection, their statement not yet sent
+            batch[0].cancel()
+        answers = await asyncio.gather(*alone, *batch, return_exceptions=True)
+        found = await db.fetchval(SQL.find_users_by_email, "gone@example.com", 0)
+
+    assert isinstance(answers[1], asyncio.CancelledError)
+    assert names_of([answers[2]]) == ["Kept"]  # type: ignore[list-item]
+    assert [user["name"] for user in json.loads(found)] == ["Kept"]
+
+
+async def test_a_batch_holds_at_most_batch_max_members(
+    database: Database, postgresql: psycopg.Connection, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(coalesced, "BATCH_MAX", 2)
+    made = [await database.fetchrow(SQL.create_user, f"capped{n}@example.com", "Capped") for n in range(6)]
+    ids = [row["id"] for row in made if row is not None]
+    async with reads_held_up(database, postgresql, ids) as reads:
+        await until_waiting(cluster.url(), 4)  # one alone, then statements of 2, 2 and 1 on the pool's 4
+    answers = await asyncio.gather(*reads)
+
+    assert [json.loads(answer["body"])["id"] for answer in answers if answer is not None] == ids
 
 
 async def test_a_value_the_database_refuses_is_the_refusal_of_its_request_alone(
