@@ -81,7 +81,7 @@ class BenchDatabase:
 
 def parse_args(argv: list[str] | None) -> Config:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smoke run of about two minutes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about four minutes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds discarded before each measurement")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds measured")
