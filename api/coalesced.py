@@ -158,7 +158,7 @@ class Coalesced:
             row = answer(key, None)  # a member gone away still had its row: not the next one's
             if not waiter.done():
                 waiter.set_result(row)
-        if self.metered:
+        if self.metered and batch.waiters:  # none: every member went away, and no statement was sent
             metrics.TALLY.batch(self.name, len(batch.waiters))
 
     async def _each_alone(self, batch: Batch) -> None:

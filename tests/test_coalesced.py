@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from api import coalesced
+from api import coalesced, metrics
 from api.db import Database, lifespan
 from api.ops.cluster import Cluster
 from api.queries import SQL
@@ -375,3 +375,25 @@ async def test_a_value_the_database_refuses_is_the_refusal_of_its_request_alone(
 
     assert type(answers[2]).__name__ == "Refused"
     assert [json.loads(answers[n]["body"])["email"] for n in (0, 1, 3)] == [emails[n] for n in (0, 1, 3)]  # type: ignore[index]
+
+
+async def test_a_batch_whose_members_all_went_away_sends_nothing_and_counts_nothing(
+    database_url: str, postgresql: psycopg.Connection, cluster: Cluster
+) -> None:
+    def counted() -> list[float]:
+        metrics.publish()
+        names = ("users_api_coalesced_batch_size_count", "users_api_coalesced_batch_size_sum")
+        return [metrics.REGISTRY.get_sample_value(name, {"read": GET_ONE}) or 0.0 for name in names]
+
+    one_connection = make_settings(database_url, pool_min_size=1, pool_max_size=1)
+    async with lifespan(one_connection)(FastAPI()) as state:
+        before = counted()
+        async with reads_held_up(state["database"], postgresql, [1, 2]) as reads:
+            await until_waiting(cluster.url(), 1)  # the first holds the one connection; the second waits for it
+            reads[1].cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+        reads_by_id = state["database"].users_by_id
+        await asyncio.gather(*(reads_by_id.sending if reads_by_id else ()))  # the batch's task, done
+        after = counted()  # a batch of none would be a negative count of statements saved: publish() would raise
+
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]  # the read alone, and nothing else
