@@ -132,16 +132,12 @@ class Coalesced:
         finally:
             self.in_flight -= 1
             self._close(batch)
-            for waiter in batch.waiters:  # none is left waiting, whatever ended the task
+            for waiter in batch.waiters:  # none is left waiting, whatever ended the task (the app stopping, too)
                 waiter.cancel()
 
     async def _answer(self, batch: Batch) -> None:
         try:
             rows = await self.run(lambda conn: self._statement(conn, batch))
-        except asyncio.CancelledError:  # the app is stopping
-            for waiter in batch.waiters:
-                waiter.cancel()
-            raise
         except self.stored_nothing:
             await self._each_alone(batch)
             return
@@ -150,7 +146,6 @@ class Coalesced:
                 if not waiter.done():
                     waiter.set_exception(error)
             return
-        self._close(batch)
         found = {row[0]: row for row in rows}
         keys = range(1, len(batch.waiters) + 1) if self.by_place else batch.columns[0]
         answer = found.pop if self.once else found.get
