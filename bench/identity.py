@@ -49,6 +49,7 @@ class IdentityProvider:
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}/realms/bench"
         self.jwks_url = f"{self.issuer}/protocol/openid-connect/certs"
         self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()  # wakes the answers a `delay` holds, so none outlives stop()
 
     def start(self) -> "IdentityProvider":
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -57,6 +58,7 @@ class IdentityProvider:
 
     def stop(self) -> None:
         """Stop answering: a connection to it is refused from now on."""
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
         if self.thread is not None:
@@ -114,7 +116,10 @@ class IdentityProvider:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 provider.fetches[self.path] += 1
-                time.sleep(provider.delay)
+                # A slow provider's answer ends with the provider: written later, into a test that has moved
+                # on, its client long gone, it would print a broken pipe into that test's output.
+                if provider.stopping.wait(provider.delay):
+                    return
                 base = provider.issuer.split("127.0.0.1", 1)[1].split("/", 1)[1]
                 if self.path == f"/{base}/.well-known/openid-configuration":
                     issuer = provider.discovered_issuer or provider.issuer
