@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     coalesce_creates: bool = Field(
         default=True, description="Insert the plain creates (no Idempotency-Key) waiting at once with one statement."
     )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="Once the app has started, what it made is frozen out of garbage collection and the young "
+        "generation is collected every this many net allocations (CPython's default: 700); 0 keeps Python's.",
+    )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
     auth_issuer: str | None = Field(
         default=None, description="The identity provider's issuer URL; set, every /users request needs a token."

@@ -16,8 +16,8 @@ from bench import wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = [
-    "users-api", "users-api-uncoalesced", "users-api-unobserved", "users-api-auth", "users-api-2w", "raw-minimal",
-    "orm", "http-ceiling", "db-asyncpg", "db-pgbench",
+    "users-api", "users-api-uncoalesced", "users-api-gc-default", "users-api-unobserved", "users-api-auth",
+    "users-api-2w", "raw-minimal", "orm", "http-ceiling", "db-asyncpg", "db-pgbench",
 ]  # fmt: skip
 # get_alone: get one over a single connection, a request at a time (what a lone client sees).
 WORKLOADS = ["create", "get", "get_alone", "lookup", "list_start", "list_deep", "mix"]
@@ -29,6 +29,8 @@ DESCRIPTIONS = {
     "users-api": "this service, `users-api serve`",
     "users-api-uncoalesced": "the same with COALESCE_READS=false and COALESCE_CREATES=false: one statement per "
     "get-one, lookup by email or create",
+    "users-api-gc-default": "the same with Python's own garbage collection (GC_YOUNG_THRESHOLD=0): nothing frozen "
+    "after the start, the young generation collected every 700 allocations",
     "users-api-unobserved": "the same without a log line per request or metrics (METRICS=false, LOG_LEVEL=warning)",
     "users-api-auth": "the same with AUTH_ISSUER set: every request's bearer token verified (bench/identity.py's "
     "issuer, one client's RS256 token, remembered once verified)",
@@ -104,6 +106,10 @@ def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | Non
         met = None if cpu is None or goal is None else cpu <= goal
         rows.append((f"users-api API CPU / raw-minimal's, {workload}", cpu, f"<= {goal:g}" if goal else "", met))
     rows += _coalesced(runs)
+    # What collecting garbage rarely buys (docs/levers.md): users-api over the same with Python's own settings.
+    for workload in WORKLOADS:
+        rows.append((f"users-api req/s / users-api-gc-default's, {workload}", ratio(rps("users-api", workload),
+                     rps("users-api-gc-default", workload)), "", None))  # fmt: skip
     # What seeing inside costs: users-api as configured by default over the same with metrics and request lines off.
     for workload in WORKLOADS:
         seen = ratio(rps("users-api", workload), rps("users-api-unobserved", workload))

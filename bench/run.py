@@ -35,6 +35,7 @@ RESULTS = ROOT / "bench" / "results"
 BENCH_DATABASE = "users_api_bench"
 TWO_WORKERS = 2  # users-api-2w: WORKERS=2, beside one worker, on the same two cores
 UNCOALESCED = "users-api-uncoalesced"  # COALESCE_READS, COALESCE_CREATES false: what one statement for many buys
+GC_UNTUNED = "users-api-gc-default"  # GC_YOUNG_THRESHOLD=0: what collecting garbage rarely buys
 UNOBSERVED = "users-api-unobserved"  # METRICS=false, LOG_LEVEL=warning: what observability costs
 AUTHENTICATED = "users-api-auth"  # AUTH_ISSUER: every request's bearer token verified, what that costs
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", socket.gethostname())
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         http = [
             api,
             systems.users_api(db.url, find_available_port(), config.workers, name=UNCOALESCED, coalesced=False),
+            systems.users_api(db.url, find_available_port(), config.workers, name=GC_UNTUNED, gc_tuned=False),
             systems.users_api(db.url, find_available_port(), TWO_WORKERS, name="users-api-2w"),
             systems.users_api(db.url, find_available_port(), config.workers, name=UNOBSERVED, observed=False),
             systems.users_api(

@@ -83,6 +83,7 @@ def users_api(
     *,
     observed: bool = True,
     coalesced: bool = True,
+    gc_tuned: bool = True,
     issuer: str | None = None,
     audience: str | None = None,
 ) -> System:
@@ -90,7 +91,8 @@ def users_api(
 
     Observed, as by default: a log line per request (LOG_LEVEL=info) and Prometheus metrics. Not observed:
     METRICS=false and LOG_LEVEL=warning, to measure what seeing inside costs. Not `coalesced`: a statement per
-    get-one, lookup or create (COALESCE_READS=false, COALESCE_CREATES=false), to measure what coalescing buys.
+    get-one, lookup or create (COALESCE_READS=false, COALESCE_CREATES=false), to measure what coalescing buys. Not
+    `gc_tuned`: Python's own garbage collection (GC_YOUNG_THRESHOLD=0), to measure what collecting rarely buys.
     With `issuer`, every /users request needs a bearer token from it (AUTH_ISSUER): the load sends one
     (BENCH_TOKEN).
     """
@@ -99,6 +101,8 @@ def users_api(
         env |= {"METRICS": "false", "LOG_LEVEL": "warning"}
     if not coalesced:
         env |= {"COALESCE_READS": "false", "COALESCE_CREATES": "false"}
+    if not gc_tuned:
+        env |= {"GC_YOUNG_THRESHOLD": "0"}
     if issuer is not None and audience is not None:
         env |= {"AUTH_ISSUER": issuer, "AUTH_AUDIENCE": audience}
     # /ready: 503 until the pool (and with an issuer, its keys) can serve, where /users/1 could be a 401.

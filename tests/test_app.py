@@ -1,10 +1,12 @@
-"""The OpenAPI document describes every status the service answers with, and its body."""
+"""The app as built: its routes in the order requests are matched, and an OpenAPI document that describes every
+status the service answers with, and its body."""
 
 from typing import Any
 
 import pytest
 
-from tests.helpers import openapi_document
+from api.app import create_app
+from tests.helpers import make_settings, openapi_document
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -167,3 +169,10 @@ def test_the_email_lookup_documents_the_checks_it_gets(openapi: dict[str, Any]) 
 
     assert email["anyOf"][0]["maxLength"] == 320 and email["format"] == "idn-email"
     assert email["pattern"].startswith("^") and email["pattern"].endswith("$")
+
+
+def test_the_documentations_routes_come_after_the_services() -> None:
+    app = create_app(make_settings("postgresql://nobody@127.0.0.1:1/none"))
+    paths = [getattr(route, "path", "") for route in app.router.routes]
+
+    assert paths.index("/openapi.json") > paths.index("/metrics") > paths.index("/users/{user_id}")

@@ -47,6 +47,7 @@ def fake_runs() -> list[report.Run]:
         runs += [run(r, "users-api-auth", workload, 6200.0, cpu=105.0) for r in (1, 2, 3)]
         runs += [run(r, "http-ceiling", workload, 10000.0) for r in (1, 2, 3)]
         runs += [run(r, "users-api-uncoalesced", workload, 4000.0, cpu=125.0) for r in (1, 2, 3)]
+        runs += [run(r, "users-api-gc-default", workload, 5200.0, cpu=120.0) for r in (1, 2, 3)]
     runs.append(run(4, "users-api", "get", 1.0, errors=5))  # invalid: must not count
     return runs
 
@@ -71,6 +72,7 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api-auth API CPU / users-api's, get"] == (1.05, True)
     assert found["users-api-auth API CPU / users-api's, create"] == (1.05, None), "a target on get-one alone"
     assert found["users-api-auth req/s / users-api's, get"] == (6200 / 6500, None)
+    assert found["users-api req/s / users-api-gc-default's, get"] == (1.25, None)
 
 
 def write_report(path: Path, **subset: tuple[str, ...]) -> str:
