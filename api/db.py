@@ -190,6 +190,10 @@ UNREACHABLE = (
     asyncpg.TooManyConnectionsError,
 )
 REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# What a pooler in transaction mode that does not keep prepared statements makes of asyncpg's statement cache:
+# a name prepared on one server connection is prepared again, or run, on another (42P05, 26000), where
+# another client may have prepared it as another statement (docs/operating.md, "Behind PgBouncer").
+POOLER_LOST_THEM = (asyncpg.DuplicatePreparedStatementError, asyncpg.InvalidSQLStatementNameError)
 # A statement that ended so stored nothing: a value refused, or its transaction rolled back (class 40: a
 # deadlock, a serialization failure). What a coalesced statement's members may each run again alone.
 STORED_NOTHING = (Refused, asyncpg.TransactionRollbackError)
@@ -202,6 +206,10 @@ def _as_our_own(error: Exception) -> Exception:
         return Conflict(cause, error.constraint_name)
     if isinstance(error, REFUSED):
         return Refused(cause, getattr(error, "constraint_name", None))
+    if isinstance(error, POOLER_LOST_THEM) or (
+        isinstance(error, asyncpg.ProtocolViolationError) and "prepared statement" in str(error)
+    ):  # 08P01 too: "bind message supplies 2 parameters, but prepared statement ... requires 1"
+        return Unavailable("prepared_statements_lost", cause)
     if not isinstance(error, UNREACHABLE):
         return error
     if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):

@@ -67,7 +67,12 @@ WAIT_TIME = Histogram(
     registry=REGISTRY,
 )
 UnavailableReason = Literal[
-    "pool_timeout", "database_unreachable", "statement_timeout", "no_file_descriptor", "no_signing_keys"
+    "pool_timeout",
+    "database_unreachable",
+    "statement_timeout",
+    "no_file_descriptor",
+    "no_signing_keys",
+    "prepared_statements_lost",
 ]
 UNAVAILABLE_REASONS: tuple[UnavailableReason, ...] = get_args(UnavailableReason)
 UNAVAILABLE = Counter(

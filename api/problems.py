@@ -90,6 +90,13 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem(422, f"{where}: {first['msg']}{more}", errors=errors)
 
 
+# What operators are told when a pooler in front of PostgreSQL does not keep prepared statements.
+PREPARED_STATEMENTS_LOST = (
+    "a prepared statement's name met another on a server connection: a connection pooler in transaction mode "
+    "that does not keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements) is in "
+    "between, and statements may run as others'; set STATEMENT_CACHE_SIZE=0, or max_prepared_statements in "
+    "PgBouncer"
+)
 # What a client is told of each reason for a 503; the reason itself goes to the log and the metric.
 UNAVAILABLE_DETAILS: dict[UnavailableReason, str] = {
     "pool_timeout": "all database connections are busy; retry shortly",
@@ -97,6 +104,7 @@ UNAVAILABLE_DETAILS: dict[UnavailableReason, str] = {
     "statement_timeout": "the database is unavailable; retry shortly",
     "no_file_descriptor": "the service cannot open a database connection now; retry shortly",
     "no_signing_keys": "the service has not fetched its identity provider's keys yet; retry shortly",
+    "prepared_statements_lost": "the service cannot run statements through its connection pooler; retry later",
 }
 
 
@@ -112,6 +120,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
         raise TypeError(f"registered for Unavailable, called with {type(exc).__name__}")
     if exc.reason == "no_file_descriptor":
         log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc)
+    elif exc.reason == "prepared_statements_lost":
+        held_back = POOLER_LINES.due()
+        if held_back is not None:
+            more = f" ({held_back} more since the last such line)" if held_back else ""
+            log.error("%s (%s)%s", PREPARED_STATEMENTS_LOST, exc, more)
     elif exc.reason != "pool_timeout":
         held_back = OUTAGE_LINES.due()
         if held_back is not None:
@@ -143,6 +156,7 @@ class Throttle:
 
 
 OUTAGE_LINES = Throttle(seconds=1.0)
+POOLER_LINES = Throttle(seconds=1.0)  # its own: an outage's lines must not hold back the one that names the fix
 
 
 async def _refused_by_database(request: Request, exc: Exception) -> Response:

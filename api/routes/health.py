@@ -6,7 +6,7 @@ import logging
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from api.db import Db
+from api.db import Db, Unavailable
 from api.problems import problem_responses, unavailable_response
 from api.queries import SQL
 from api.routes import Routes
@@ -35,6 +35,9 @@ async def ready(db: Db, request: Request) -> Status | Response:
         async with asyncio.timeout(db.ready_timeout):
             await db.fetchval(SQL.ping, read=True)
     except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
+        if isinstance(error, Unavailable) and error.reason == "prepared_statements_lost":  # a pooler, said apart
+            log.error("not ready: %s", error)
+            return unavailable_response(error.reason)
         log.warning("not ready: %s: %s", type(error).__name__, error)
         return unavailable_response("database_unreachable", f"the database did not answer within {db.ready_timeout:g}s")
     return Status(status="ready")
