@@ -8,9 +8,11 @@ here, through cluster_for().
 import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
+import time
 from abc import ABC, abstractmethod
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,7 +25,15 @@ from psycopg.conninfo import conninfo_to_dict
 from api.ops import embedded
 from api.ops.embedded import EmbeddedError, Runner
 from api.ops.processes import alive
-from api.ops.provision import ProvisionError, Role, create_database, create_roles, find_psql
+from api.ops.provision import (
+    ProvisionError,
+    Role,
+    create_database,
+    create_replication_role,
+    create_roles,
+    drop_replication_slot,
+    find_psql,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,11 @@ DATABASE = "users_api"
 # The roles of sql/setup/create_roles.sql: the owner runs the migrations, the API connects as the app role.
 OWNER_ROLE = "users_api_owner"
 APP_ROLE = "users_api_app"
+# sql/setup/create_replication_role.sql's: what the embedded primary's hot standbys stream the WAL as.
+REPLICATION_ROLE = "users_api_replication"
+SLOT_WAL_CAP = "max_slot_wal_keep_size=1GB"
+RESTART_SECONDS = 10  # how long a standby's restart waits for a killed server's memory to be let go
+_DELAY = re.compile(r"[0-9]+(us|ms|s|min|h)?")  # recovery_min_apply_delay, as PostgreSQL writes a time
 # For throwaway clusters (the test suite): durability costs time and protects nothing there.
 NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
@@ -176,7 +191,8 @@ class EmbeddedCluster(Cluster):
             # Its users-api died without stopping it (SIGKILL): we hold the lock, so nobody uses it.
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
             runner.pg_ctl_stop(cluster)
-        settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
+        # A replica's slot keeps the WAL it has not received: at most this much, should it stay stopped for good.
+        settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories=", SLOT_WAL_CAP]
         # Registered before the start: one that fails part-way (a timeout) may still leave a server running.
         stack.callback(_stop_if_running, runner, cluster)
         runner.pg_ctl_start(
@@ -237,6 +253,131 @@ class EmbeddedCluster(Cluster):
             raise EmbeddedError(str(error)) from None
         return owner, app
 
+    def replication_role(self) -> Role:
+        """The role standbys stream as, made on first use by sql/setup/create_replication_role.sql."""
+        made = self.data_dir / "replication-role-created"
+        role = Role(REPLICATION_ROLE, _read_password(self.data_dir / "replication-password", create=not made.exists()))
+        if not made.exists():
+            try:
+                create_replication_role(find_psql(self.bin_dir), self.url(), role)
+            except ProvisionError as error:
+                raise EmbeddedError(str(error)) from None
+            made.touch()
+        return role
+
+
+class EmbeddedReplica(Cluster):
+    """A hot standby of an embedded primary, streaming its WAL over its own replication slot.
+
+    Made once by `pg_basebackup -R` as the replication role, its files beside the primary's
+    (`<primary's data>/replica-<number>`, kept as the primary's are); started on entry, stopped on exit.
+    With `apply_delay` ("300ms"), it applies the WAL that much later (`recovery_min_apply_delay`): reads
+    from it are stale by at least that much. The primary must be running.
+    """
+
+    host = "127.0.0.1"
+    user = SUPERUSER
+
+    def __init__(self, primary: EmbeddedCluster, number: int, *, apply_delay: str | None = None) -> None:
+        if apply_delay is not None and not _DELAY.fullmatch(apply_delay):
+            raise ValueError(f"a replica's apply delay is a number and a unit (300ms, 2s, 1min), not {apply_delay!r}")
+        self.primary = primary
+        self.number = number
+        self.port = find_available_port()
+        self.apply_delay = apply_delay
+        self.data_dir = primary.data_dir / f"replica-{number}"
+        self.bin_dir: Path = primary.bin_dir
+        self.password = primary.password  # the primary's superuser, as the catalogue is the primary's
+        self.slot = f"users_api_replica_{number}"
+        self._runner = Runner(self.bin_dir, self.data_dir, embedded.server_os_user() if os.geteuid() == 0 else None)
+        self._stack = ExitStack()
+
+    @property
+    def default_database(self) -> str:
+        return "postgres"
+
+    def __enter__(self) -> Self:
+        with ExitStack() as stack:
+            cluster = self.data_dir / "cluster"
+            if cluster.is_dir() and _stop_if_running(self._runner, cluster):  # left by a killed users-api
+                log.warning("stopped the embedded replica %d a killed users-api left running", self.number)
+            if not self._still_a_standby_of_the_primary(cluster):
+                self._base_backup(cluster)
+            stack.callback(_stop_if_running, self._runner, cluster)
+            self.start()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def start(self) -> None:
+        """Start the standby (again, after a kill -9 say): it goes on streaming from where it stopped."""
+        cluster = self.data_dir / "cluster"
+        if self.postmaster_pid() is not None:
+            return
+        _release_a_killed_servers_lock(cluster)
+        settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
+        if self.apply_delay:
+            settings.append(f"recovery_min_apply_delay={self.apply_delay}")
+        # After a kill -9, the killed server's children may hold its shared memory for a moment.
+        deadline = time.monotonic() + RESTART_SECONDS
+        while True:
+            try:
+                self._runner.pg_ctl_start(cluster, self.data_dir / "postgresql.log", settings)
+                break
+            except EmbeddedError as error:
+                if "still in use" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        log.info("embedded replica %d: data in %s, listening on 127.0.0.1:%d", self.number, self.data_dir, self.port)
+
+    def promote(self) -> None:
+        """Make the standby a primary of its own (no longer in recovery), as a failover would."""
+        done = self._runner.run("pg_ctl", "promote", "-w", "-D", str(self.data_dir / "cluster"))
+        if done.returncode != 0:
+            raise EmbeddedError(f"pg_ctl promote failed: {done.stdout.strip()}")
+
+    def postmaster_pid(self) -> int | None:
+        return postmaster_pid(self.data_dir)
+
+    def service(self) -> Databases:
+        """The service's database on the standby, as the app role; the owner's too, though it cannot write."""
+        owner, app = self.primary.service_roles()
+        return Databases(self.url(DATABASE, app), self.url(DATABASE, owner))
+
+    def _still_a_standby_of_the_primary(self, cluster: Path) -> bool:
+        """Its files are a standby's (not promoted since), made from the primary on the port it has now."""
+        made_from = self.data_dir / "primary-port"
+        return (
+            (cluster / "PG_VERSION").is_file()
+            and (cluster / "standby.signal").is_file()
+            and made_from.is_file()
+            and made_from.read_text(encoding="utf-8").strip() == str(self.primary.port)
+        )
+
+    def _base_backup(self, cluster: Path) -> None:
+        role = self.primary.replication_role()
+        try:  # one an earlier replica of this number left: its files are gone, so is what it held WAL for
+            drop_replication_slot(find_psql(self.bin_dir), self.primary.url(), self.slot)
+        except ProvisionError as error:
+            raise EmbeddedError(str(error)) from None
+        embedded.make_folders(self.data_dir, mode=0o700)
+        self._runner.chown(self.data_dir)
+        if cluster.exists():
+            shutil.rmtree(cluster)  # a base backup cut short, a promoted copy, or one of a primary moved since
+        log.info("embedded replica %d: base backup of the primary into %s", self.number, cluster)
+        # The password through the environment, not the command line; -R writes it into the standby's
+        # primary_conninfo (postgresql.auto.conf, 0600, the server's user's).
+        done = self._runner.run(
+            "pg_basebackup", "-D", str(cluster), "-h", self.primary.host, "-p", str(self.primary.port),
+            "-U", role.name, "-R", "-X", "stream", "-c", "fast", "-C", "-S", self.slot,
+            env={"PGPASSWORD": role.password, "PGAPPNAME": self.slot}, inherit_libpq=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise EmbeddedError(f"pg_basebackup failed for {cluster}: {done.stdout.strip()}")
+        (self.data_dir / "primary-port").write_text(f"{self.primary.port}\n", encoding="utf-8")
+
 
 def cluster_for(
     url: str | None, data_dir: Path, port: int | None = None, *, owner_url: str | None = None, durable: bool = True
@@ -248,9 +389,45 @@ def cluster_for(
     return EmbeddedCluster(data_dir, port or find_available_port(), durable=durable)
 
 
-def _stop_if_running(runner: Runner, cluster: Path) -> None:
-    if runner.pg_ctl_status(cluster):
-        runner.pg_ctl_stop(cluster)
+def _stop_if_running(runner: Runner, cluster: Path) -> bool:
+    """Stop the server of `cluster` if it runs; whether it did."""
+    if not runner.pg_ctl_status(cluster):
+        return False
+    runner.pg_ctl_stop(cluster)
+    return True
+
+
+def _release_a_killed_servers_lock(cluster: Path) -> None:
+    """Remove the lock file of a server killed with -9, once none of its processes holds its memory.
+
+    Where nothing reaps the killed postmaster (a container whose first process does not), it stays a
+    zombie whose pid PostgreSQL takes for a running server, and refuses to start. Its children leave
+    when they see it gone; until then they are attached to its shared memory, whose id the lock file
+    holds, and a server started beside them could corrupt the data: so the wait.
+    """
+    lock = cluster / "postmaster.pid"
+    try:
+        lines = lock.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    if not lines or not lines[0].strip().isdigit() or alive(int(lines[0])):
+        return
+    memory = lines[6].split()[-1] if len(lines) > 6 and lines[6].split() else None
+    deadline = time.monotonic() + RESTART_SECONDS
+    while memory is not None and _attached(memory) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if memory is None or not _attached(memory):
+        lock.unlink(missing_ok=True)
+
+
+def _attached(shmid: str) -> bool:
+    """Some process is attached to the System V shared memory segment `shmid` (/proc/sysvipc/shm)."""
+    try:
+        rows = Path("/proc/sysvipc/shm").read_text(encoding="utf-8").splitlines()[1:]
+    except FileNotFoundError:
+        return False
+    # key shmid perms size cpid lpid nattch ...
+    return any(row.split()[1] == shmid and int(row.split()[6]) > 0 for row in rows if len(row.split()) > 6)
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

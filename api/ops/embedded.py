@@ -167,7 +167,12 @@ class Runner:
         if self.user is not None:
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
-    def run(self, program: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, program: str, *args: str, env: dict[str, str] | None = None, inherit_libpq: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`program` of the wheel with `args`; without `inherit_libpq`, none of this process's PG* variables,
+        which a client that writes its connection down (pg_basebackup -R) would keep for good."""
+        inherited = os.environ if inherit_libpq else {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         extra: dict[str, Any] = {}
         if self.user is not None:
             extra = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
@@ -179,7 +184,7 @@ class Runner:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
-                env={**os.environ, "LC_ALL": "C", "LANG": "C", **(env or {})},
+                env={**inherited, "LC_ALL": "C", "LANG": "C", **(env or {})},
                 check=False,
                 text=True,
                 **extra,

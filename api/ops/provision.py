@@ -67,6 +67,22 @@ def create_database(psql: Path, admin_url: str, database: str, owner: Role, app:
     _run_script(psql, admin_url, "create_database.sql", database=database, owner_role=owner.name, app_role=app.name)
 
 
+def create_replication_role(psql: Path, admin_url: str, role: Role) -> None:
+    """Run sql/setup/create_replication_role.sql as `admin_url`'s user (a superuser): what standbys stream as."""
+    _run_script(
+        psql,
+        admin_url,
+        "create_replication_role.sql",
+        replication_role=role.name,
+        replication_password=scram_verifier(role.password),
+    )
+
+
+def drop_replication_slot(psql: Path, admin_url: str, slot: str) -> None:
+    """Run sql/setup/drop_replication_slot.sql as `admin_url`'s user (a superuser): the slot gone, if it was there."""
+    _run_script(psql, admin_url, "drop_replication_slot.sql", slot=slot)
+
+
 def find_psql(bin_dir: Path | None = None) -> Path:
     """psql from `bin_dir` (the embedded wheel's), else from PATH."""
     if bin_dir is not None and (bin_dir / "psql").is_file():
