@@ -74,14 +74,15 @@ def _serving(
 
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[ServingState]:
-        with stops_with_its_parent(), tracing.sql_spans(exported):
+        # What the start made so far (the app, its routes and models, the imports) frozen out of collections:
+        # the pool's connections stay collectable, for they are replaced in time.
+        with stops_with_its_parent(), tracing.sql_spans(exported), collects_rarely(settings.gc_young_threshold):
             async with AsyncExitStack() as running:
                 state = await running.enter_async_context(pool(app))
                 if settings.metrics:
                     await running.enter_async_context(published(state["database"]))
                 if keys is not None:
                     await running.enter_async_context(kept_fresh(keys))
-                running.enter_context(collects_rarely(settings.gc_young_threshold))  # what the start made, frozen
                 yield ServingState(database=state["database"], keys=keys, require_if_match=settings.require_if_match)
 
     return serving

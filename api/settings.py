@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     gc_young_threshold: int = Field(
         default=50_000,
         ge=0,
-        description="Once the app has started, what it made is frozen out of garbage collection and the young "
-        "generation is collected every this many net allocations (CPython's default: 700); 0 keeps Python's.",
+        description="As the app starts serving, what was made so far is frozen out of garbage collection and the young "
+        "generation is collected every this many net allocations (CPython 3.11-3.13's default: 700); 0 keeps "
+        "Python's.",
     )
     metrics: bool = Field(default=True, description="Serve GET /metrics (Prometheus) and count every request.")
     auth_issuer: str | None = Field(

@@ -44,7 +44,8 @@ _threshold_before: tuple[int, int, int] = gc.get_threshold()
 @contextmanager
 def collects_rarely(young_threshold: int) -> Iterator[None]:
     """While the block runs: what exists at its start frozen out of the collector's passes, and the young
-    generation collected every `young_threshold` net allocations instead of CPython's default (700 in 3.11 to 3.13).
+    generation collected every `young_threshold` net allocations instead of CPython's default (700 in 3.11
+    to 3.13; measured on 3.11, whose collector has three generations, where 3.14's is incremental).
 
     Under load the objects of the requests in flight (64 of them under `make bench`) outlive each young
     collection, so that every few hundred requests they reached the oldest generation and set off a full
@@ -52,6 +53,9 @@ def collects_rarely(young_threshold: int) -> Iterator[None]:
     of get-ones. Frozen, those objects are skipped; with the higher threshold, what is in flight rarely
     fills the young generation (docs/levers.md, "garbage collected rarely"). Garbage in cycles waits longer
     to be freed, within one young generation of objects. 0: Python's own settings, nothing frozen.
+
+    Blocks side by side in one process (tests run apps so) share the first one's settings; the last to end
+    gives Python its own back, and unfreezes all. The event loop's thread only.
     """
     global _collecting_rarely, _threshold_before
     if young_threshold <= 0:
