@@ -207,8 +207,9 @@ def _as_our_own(error: Exception) -> Exception:
     if isinstance(error, REFUSED):
         return Refused(cause, getattr(error, "constraint_name", None))
     if isinstance(error, POOLER_LOST_THEM) or (
-        isinstance(error, asyncpg.ProtocolViolationError) and "prepared statement" in str(error)
-    ):  # 08P01 too: "bind message supplies 2 parameters, but prepared statement ... requires 1"
+        isinstance(error, asyncpg.ProtocolViolationError) and str(error).startswith("bind message")
+    ):  # 08P01 too: "bind message supplies 2 parameters, but prepared statement ... requires 1", "bind message
+        # has 1 result formats but query has 2 columns": the statement under that name is not the one sent
         return Unavailable("prepared_statements_lost", cause)
     if not isinstance(error, UNREACHABLE):
         return error

@@ -115,16 +115,22 @@ def unavailable_response(reason: UnavailableReason, detail: str | None = None) -
     return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+def log_prepared_statements_lost(error: Exception) -> None:
+    """The error that names the fix, at most once a second whoever met the symptom (a request, /ready)."""
+    held_back = POOLER_LINES.due()
+    if held_back is not None:
+        more = f" ({held_back} more since the last such line)" if held_back else ""
+        cause = str(error).split("\n", 1)[0]  # asyncpg's hint, lines more, advises another pool than ours
+        log.error("%s (%s)%s", PREPARED_STATEMENTS_LOST, cause, more)
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, Unavailable):
         raise TypeError(f"registered for Unavailable, called with {type(exc).__name__}")
     if exc.reason == "no_file_descriptor":
         log.error("no file descriptor left to open a database connection (%s): raise `ulimit -n`", exc)
     elif exc.reason == "prepared_statements_lost":
-        held_back = POOLER_LINES.due()
-        if held_back is not None:
-            more = f" ({held_back} more since the last such line)" if held_back else ""
-            log.error("%s (%s)%s", PREPARED_STATEMENTS_LOST, exc, more)
+        log_prepared_statements_lost(exc)
     elif exc.reason != "pool_timeout":
         held_back = OUTAGE_LINES.due()
         if held_back is not None:

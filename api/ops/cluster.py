@@ -299,7 +299,7 @@ class EmbeddedReplica(Cluster):
     def __enter__(self) -> Self:
         with ExitStack() as stack:
             cluster = self.data_dir / "cluster"
-            if cluster.is_dir() and _stop_if_running(self._runner, cluster):  # left by a killed users-api
+            if self.postmaster_pid() is not None and _stop_if_running(self._runner, cluster):
                 log.warning("stopped the embedded replica %d a killed users-api left running", self.number)
             if not self._still_a_standby_of_the_primary(cluster):
                 self._base_backup(cluster)
@@ -421,13 +421,14 @@ def _release_a_killed_servers_lock(cluster: Path) -> None:
 
 
 def _attached(shmid: str) -> bool:
-    """Some process is attached to the System V shared memory segment `shmid` (/proc/sysvipc/shm)."""
+    """Some process is attached to the System V shared memory segment `shmid` (/proc/sysvipc/shm), or that
+    cannot be told: then the lock file stays, and PostgreSQL's own check decides."""
     try:
-        rows = Path("/proc/sysvipc/shm").read_text(encoding="utf-8").splitlines()[1:]
-    except FileNotFoundError:
-        return False
-    # key shmid perms size cpid lpid nattch ...
-    return any(row.split()[1] == shmid and int(row.split()[6]) > 0 for row in rows if len(row.split()) > 6)
+        rows = [row.split() for row in Path("/proc/sysvipc/shm").read_text(encoding="utf-8").splitlines()[1:]]
+        # key shmid perms size cpid lpid nattch ...
+        return any(len(row) > 6 and row[1] == shmid and int(row[6]) > 0 for row in rows)
+    except (OSError, ValueError):
+        return True
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

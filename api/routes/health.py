@@ -7,7 +7,7 @@ from fastapi import Request, Response
 from pydantic import BaseModel
 
 from api.db import Db, Unavailable
-from api.problems import problem_responses, unavailable_response
+from api.problems import log_prepared_statements_lost, problem_responses, unavailable_response
 from api.queries import SQL
 from api.routes import Routes
 
@@ -36,7 +36,7 @@ async def ready(db: Db, request: Request) -> Status | Response:
             await db.fetchval(SQL.ping, read=True)
     except Exception as error:  # any failure means not ready; the reason goes to the log, not the client
         if isinstance(error, Unavailable) and error.reason == "prepared_statements_lost":  # a pooler, said apart
-            log.error("not ready: %s", error)
+            log_prepared_statements_lost(error)
             return unavailable_response(error.reason)
         log.warning("not ready: %s: %s", type(error).__name__, error)
         return unavailable_response("database_unreachable", f"the database did not answer within {db.ready_timeout:g}s")
