@@ -18,7 +18,13 @@ from api.resources import resource_dir
 from tests.helpers import PARAMETERS, USERS, explain
 
 # The order a DBA runs them in.
-SETUP_SCRIPTS = ("create_roles", "create_database", "create_replication_role", "drop_replication_slot")
+SETUP_SCRIPTS = (
+    "create_roles",
+    "create_database",
+    "create_replication_role",
+    "drop_replication_slot",
+    "replication_slot_status",
+)
 LABELS = ("Parameters", "Returns", "Notes", "Run", "uses")
 LABELLED = re.compile(rf"^({'|'.join(LABELS)}): ?(.*)$")
 

@@ -106,3 +106,14 @@ def test_a_replica_made_again_after_its_files_were_removed_starts_afresh(primary
     with EmbeddedReplica(primary, 1) as replica:
         write(primary, "again")
         wait_for_note(replica.service().owner_url, "again")
+
+
+def test_a_replica_whose_slot_is_gone_is_made_again(primary: EmbeddedCluster) -> None:
+    with EmbeddedReplica(primary, 1):
+        pass
+    with psycopg.connect(primary.url(), autocommit=True) as conn:  # gone, as past max_slot_wal_keep_size
+        conn.execute("SELECT pg_drop_replication_slot(%s)", ["users_api_replica_1"])
+    write(primary, "after the slot")
+
+    with EmbeddedReplica(primary, 1) as replica:
+        wait_for_note(replica.service().owner_url, "after the slot")

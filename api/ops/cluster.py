@@ -33,6 +33,7 @@ from api.ops.provision import (
     create_roles,
     drop_replication_slot,
     find_psql,
+    replication_slot_status,
 )
 
 log = logging.getLogger(__name__)
@@ -187,10 +188,11 @@ class EmbeddedCluster(Cluster):
         if not (cluster / "PG_VERSION").is_file():
             _initdb(runner, self.data_dir, cluster)
         self.password = _read_password(self.data_dir / "password")
-        if runner.pg_ctl_status(cluster):
+        if postmaster_pid(self.data_dir) is not None:
             # Its users-api died without stopping it (SIGKILL): we hold the lock, so nobody uses it.
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
             runner.pg_ctl_stop(cluster)
+        _release_a_killed_servers_lock(cluster)  # the server itself killed, perhaps a zombie no one reaps
         # A replica's slot keeps the WAL it has not received: at most this much, should it stay stopped for good.
         settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories=", SLOT_WAL_CAP]
         # Registered before the start: one that fails part-way (a timeout) may still leave a server running.
@@ -347,14 +349,23 @@ class EmbeddedReplica(Cluster):
         return Databases(self.url(DATABASE, app), self.url(DATABASE, owner))
 
     def _still_a_standby_of_the_primary(self, cluster: Path) -> bool:
-        """Its files are a standby's (not promoted since), made from the primary on the port it has now."""
+        """Its files are a standby's (not promoted since), made from the primary on the port it has now, whose
+        slot for it still holds the WAL it needs (not dropped, not past max_slot_wal_keep_size)."""
         made_from = self.data_dir / "primary-port"
         return (
             (cluster / "PG_VERSION").is_file()
             and (cluster / "standby.signal").is_file()
             and made_from.is_file()
             and made_from.read_text(encoding="utf-8").strip() == str(self.primary.port)
+            and self._slot_status() not in ("", "lost")
         )
+
+    def _slot_status(self) -> str:
+        """The primary's `wal_status` of this standby's slot; "" when it has no such slot."""
+        try:
+            return replication_slot_status(find_psql(self.bin_dir), self.primary.url(), self.slot)
+        except ProvisionError as error:
+            raise EmbeddedError(str(error)) from None
 
     def _base_backup(self, cluster: Path) -> None:
         role = self.primary.replication_role()

@@ -83,6 +83,11 @@ def drop_replication_slot(psql: Path, admin_url: str, slot: str) -> None:
     _run_script(psql, admin_url, "drop_replication_slot.sql", slot=slot)
 
 
+def replication_slot_status(psql: Path, admin_url: str, slot: str) -> str:
+    """Run sql/setup/replication_slot_status.sql as `admin_url`'s user: the slot's `wal_status`, "" if none."""
+    return _run_script(psql, admin_url, "replication_slot_status.sql", tuples_only=True, slot=slot).strip()
+
+
 def find_psql(bin_dir: Path | None = None) -> Path:
     """psql from `bin_dir` (the embedded wheel's), else from PATH."""
     if bin_dir is not None and (bin_dir / "psql").is_file():
@@ -93,7 +98,16 @@ def find_psql(bin_dir: Path | None = None) -> Path:
     return Path(found)
 
 
-def _run_script(psql: Path, admin_url: str, script: str, *, single_transaction: bool = False, **variables: str) -> None:
+def _run_script(
+    psql: Path,
+    admin_url: str,
+    script: str,
+    *,
+    single_transaction: bool = False,
+    tuples_only: bool = False,
+    **variables: str,
+) -> str:
+    """Run sql/setup/`script` with psql; what it printed (with `tuples_only`, the rows' values alone)."""
     # The password goes through the environment, not the command line, where any local user could read it.
     info = conninfo_to_dict(admin_url)
     password = info.pop("password", None)
@@ -102,6 +116,8 @@ def _run_script(psql: Path, admin_url: str, script: str, *, single_transaction: 
     settings = [f"--variable={name}={value}" for name, value in variables.items()]
     if single_transaction:
         settings.append("--single-transaction")
+    if tuples_only:
+        settings += ["--tuples-only", "--no-align"]
     done = subprocess.run(  # noqa: S603 - psql, a script of sql/setup/, variables quoted by psql itself
         [str(psql), "--no-psqlrc", "--quiet", "--variable=ON_ERROR_STOP=1", *settings,
          f"--dbname={make_conninfo('', **info)}", "--file", str(resource_dir("sql") / "setup" / script)],
@@ -113,3 +129,4 @@ def _run_script(psql: Path, admin_url: str, script: str, *, single_transaction: 
     )  # fmt: skip
     if done.returncode != 0:
         raise ProvisionError(f"sql/setup/{script} failed: {done.stderr.strip()}")
+    return done.stdout
