@@ -14,7 +14,8 @@ import shutil
 import socket
 import time
 from abc import ABC, abstractmethod
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -46,7 +47,7 @@ APP_ROLE = "users_api_app"
 # sql/setup/create_replication_role.sql's: what the embedded primary's hot standbys stream the WAL as.
 REPLICATION_ROLE = "users_api_replication"
 SLOT_WAL_CAP = "max_slot_wal_keep_size=1GB"
-RESTART_SECONDS = 10  # how long a standby's restart waits for a killed server's memory to be let go
+RESTART_SECONDS = 10  # how long a start waits for the children of a server killed with -9 to let its memory go
 _DELAY = re.compile(r"[0-9]+(us|ms|s|min|h)?")  # recovery_min_apply_delay, as PostgreSQL writes a time
 # For throwaway clusters (the test suite): durability costs time and protects nothing there.
 NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
@@ -242,7 +243,7 @@ class EmbeddedCluster(Cluster):
         app = Role(APP_ROLE, _read_password(data_dir / "app-password", create=not roles_made.exists()))
         logins = [(SUPERUSER, self.password), (owner.name, owner.password), (app.name, app.password)]
         _write_secret(data_dir / "pgpass", "".join(f"127.0.0.1:{self.port}:*:{u}:{p}\n" for u, p in logins))
-        try:
+        with _provisioning():
             psql = find_psql(self.bin_dir)
             # Markers written once each script succeeds: only a new cluster, or one cut short, runs them.
             if not roles_made.exists():
@@ -251,8 +252,6 @@ class EmbeddedCluster(Cluster):
             if not database_made.exists():
                 create_database(psql, self.url(), DATABASE, owner, app)
                 database_made.touch()
-        except ProvisionError as error:
-            raise EmbeddedError(str(error)) from None
         return owner, app
 
     def replication_role(self) -> Role:
@@ -260,10 +259,8 @@ class EmbeddedCluster(Cluster):
         made = self.data_dir / "replication-role-created"
         role = Role(REPLICATION_ROLE, _read_password(self.data_dir / "replication-password", create=not made.exists()))
         if not made.exists():
-            try:
+            with _provisioning():
                 create_replication_role(find_psql(self.bin_dir), self.url(), role)
-            except ProvisionError as error:
-                raise EmbeddedError(str(error)) from None
             made.touch()
         return role
 
@@ -318,20 +315,11 @@ class EmbeddedReplica(Cluster):
         cluster = self.data_dir / "cluster"
         if self.postmaster_pid() is not None:
             return
-        _release_a_killed_servers_lock(cluster)
+        _release_a_killed_servers_lock(cluster)  # after a kill -9: once its children have let its memory go
         settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
         if self.apply_delay:
             settings.append(f"recovery_min_apply_delay={self.apply_delay}")
-        # After a kill -9, the killed server's children may hold its shared memory for a moment.
-        deadline = time.monotonic() + RESTART_SECONDS
-        while True:
-            try:
-                self._runner.pg_ctl_start(cluster, self.data_dir / "postgresql.log", settings)
-                break
-            except EmbeddedError as error:
-                if "still in use" not in str(error) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self._runner.pg_ctl_start(cluster, self.data_dir / "postgresql.log", settings)
         log.info("embedded replica %d: data in %s, listening on 127.0.0.1:%d", self.number, self.data_dir, self.port)
 
     def promote(self) -> None:
@@ -362,17 +350,13 @@ class EmbeddedReplica(Cluster):
 
     def _slot_status(self) -> str:
         """The primary's `wal_status` of this standby's slot; "" when it has no such slot."""
-        try:
+        with _provisioning():
             return replication_slot_status(find_psql(self.bin_dir), self.primary.url(), self.slot)
-        except ProvisionError as error:
-            raise EmbeddedError(str(error)) from None
 
     def _base_backup(self, cluster: Path) -> None:
         role = self.primary.replication_role()
-        try:  # one an earlier replica of this number left: its files are gone, so is what it held WAL for
+        with _provisioning():  # one an earlier replica of this number left: its files are gone, so is its WAL
             drop_replication_slot(find_psql(self.bin_dir), self.primary.url(), self.slot)
-        except ProvisionError as error:
-            raise EmbeddedError(str(error)) from None
         embedded.make_folders(self.data_dir, mode=0o700)
         self._runner.chown(self.data_dir)
         if cluster.exists():
@@ -398,6 +382,15 @@ def cluster_for(
     if url:
         return RunningCluster(url, owner_url)
     return EmbeddedCluster(data_dir, port or find_available_port(), durable=durable)
+
+
+@contextmanager
+def _provisioning() -> Iterator[None]:
+    """A setup script's failure (psql's own words) as the embedded server's error."""
+    try:
+        yield
+    except ProvisionError as error:
+        raise EmbeddedError(str(error)) from None
 
 
 def _stop_if_running(runner: Runner, cluster: Path) -> bool:
