@@ -12,6 +12,7 @@ from api.edge import Edge
 from api.keys import KeySet, kept_fresh
 from api.metrics import published
 from api.problems import install_problem_handlers
+from api.replicas import reading_from_replicas
 from api.routes import health, metrics, users
 from api.routes.openapi import document_every_response
 from api.settings import Settings
@@ -79,6 +80,9 @@ def _serving(
         with stops_with_its_parent(), tracing.sql_spans(exported), collects_rarely(settings.gc_young_threshold):
             async with AsyncExitStack() as running:
                 state = await running.enter_async_context(pool(app))
+                if settings.replica_urls:
+                    traced = "TRACES" in exported
+                    await running.enter_async_context(reading_from_replicas(state["database"], settings, traced))
                 if settings.metrics:
                     await running.enter_async_context(published(state["database"]))
                 if keys is not None:

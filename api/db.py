@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict, TypeVar
 
 import asyncpg
 from fastapi import Depends, FastAPI, Request
@@ -24,6 +24,9 @@ from api.coalesced import Coalesced, Connection
 from api.metrics import UnavailableReason
 from api.queries import SQL
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.replicas import Replicas
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,10 +70,23 @@ class Database:
     users_by_id: Coalesced | None = None
     users_by_email: Coalesced | None = None
     creates: Coalesced | None = None  # COALESCE_CREATES: the plain creates waiting at once, in one INSERT
+    # DATABASE_REPLICA_URLS: the hot standbys that take reads (api/replicas.py); None: all on this one
+    replicas: "Replicas | None" = None
+    role: str = "primary"  # the server's role, as users_api_db_statements_total labels it
+    sent: int = 0  # statements sent since metrics last counted them
 
     def sizes(self) -> tuple[int, int, int]:
         """Connections open, idle, and the most the pool may open: what the pool's gauges show."""
         return self.pool.get_size(), self.pool.get_idle_size(), self.pool.get_max_size()
+
+    def statements_sent(self) -> dict[str, int]:
+        """Statements sent since the last call, by role: this server's and its standbys'."""
+        sent = {self.role: self.sent}
+        self.sent = 0
+        for replica in self.replicas.members if self.replicas is not None else ():
+            sent[replica.db.role] = sent.get(replica.db.role, 0) + replica.db.sent
+            replica.db.sent = 0
+        return sent
 
     async def fetchval(self, query: str, *args: object, read: bool = False) -> Any:
         """The first value of one statement's first row (None if no row); see `after_failure`."""
@@ -87,6 +103,13 @@ class Database:
                 return await conn.fetchrow(query, *args)
         except Exception as error:
             return await self.after_failure(lambda conn: conn.fetchrow(query, *args), error, read=read)
+
+    async def upkeep(self, query: str) -> "asyncpg.Record | None":
+        """The first row of a statement the service runs for itself (where a standby stands), on a pooled
+        connection: not counted with the requests' statements, not run again if it fails."""
+        async with Lease(self) as conn:
+            self.sent -= 1  # with no await since Lease counted it: publish() cannot have taken the count between
+            return await conn.fetchrow(query)
 
     async def run(self, statement: Callable[[Connection], Awaitable[T]], *, read: bool) -> T:
         """`statement` on a pooled connection; see `after_failure`."""
@@ -164,6 +187,7 @@ class Lease:
             raise
         if db.metered:
             metrics.TALLY.wait(time.perf_counter() - started)
+        db.sent += 1
         return self.conn
 
     async def __aexit__(self, *exc: object) -> None:
@@ -239,11 +263,14 @@ class State(TypedDict):
     database: Database
 
 
-async def open_pool(settings: Settings) -> "asyncpg.Pool[asyncpg.Record]":
-    """A pool sized and timed by the settings; fails if PostgreSQL cannot be reached."""
+async def open_pool(
+    settings: Settings, url: str | None = None, *, min_size: int | None = None
+) -> "asyncpg.Pool[asyncpg.Record]":
+    """A pool on `url` (DATABASE_URL's server by default) sized and timed by the settings; fails if PostgreSQL
+    cannot be reached, unless `min_size` is 0: then it connects when a statement first needs it."""
     return await asyncpg.create_pool(
-        settings.database_url,
-        min_size=settings.pool_min_size,
+        url or settings.database_url,
+        min_size=settings.pool_min_size if min_size is None else min_size,
         max_size=settings.pool_max_size,
         command_timeout=settings.command_timeout,
         statement_cache_size=settings.statement_cache_size,
@@ -283,6 +310,9 @@ def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], Ab
         try:
             queue = asyncio.Semaphore(settings.pool_max_size)
             database = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue, settings.metrics)
+            if settings.metrics:  # the series from the start, at 0
+                for role in ("primary", "replica") if settings.replica_urls else ("primary",):
+                    metrics.STATEMENTS.labels(role)
             coalesce(database, settings, traced)
             yield {"database": database}
         finally:
@@ -291,8 +321,9 @@ def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], Ab
     return pool_lifespan
 
 
-def coalesce(database: Database, settings: Settings, traced: bool) -> None:
-    """Give `database` its coalesced statements, as COALESCE_READS and COALESCE_CREATES ask (api/coalesced.py)."""
+def coalesce(database: Database, settings: Settings, traced: bool, *, writes: bool = True) -> None:
+    """Give `database` its coalesced statements, as COALESCE_READS and COALESCE_CREATES ask (api/coalesced.py);
+    `writes=False`: reads only (a standby)."""
 
     def shared(alone: str, many: str, name: str, *, read: bool, by_place: bool = False) -> Coalesced:
         return Coalesced(
@@ -305,7 +336,8 @@ def coalesce(database: Database, settings: Settings, traced: bool) -> None:
         database.users_by_email = shared(
             SQL.find_users_by_email, SQL.find_users_by_emails, "find_users_by_email", read=True, by_place=True
         )
-    if settings.coalesce_creates:  # a write: a user created answers one request, and a lost one is not run again
+    # A write: a user created answers one request, and a lost one is not run again.
+    if settings.coalesce_creates and writes:
         database.creates = shared(SQL.create_user, SQL.create_users, "create_user", read=False)
 
 

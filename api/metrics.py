@@ -98,6 +98,44 @@ STATEMENTS_SAVED = Counter(
     ["read"],
     registry=REGISTRY,
 )
+STATEMENTS = Counter(
+    "users_api_db_statements",
+    "Statements sent for requests, by the server's role: primary (DATABASE_URL), replica (DATABASE_REPLICA_URLS); "
+    "a coalesced statement counts once, the service's polls of the standbys not at all.",
+    ["db_role"],
+    registry=REGISTRY,
+)
+ReadOnPrimaryReason = Literal["not_caught_up", "none_usable", "replica_failed"]
+READS_ON_PRIMARY = Counter(
+    "users_api_reads_on_primary",
+    "Reads sent to the primary although standbys are configured, by reason: not_caught_up (none had replayed "
+    "the Consistency-Token within REPLICA_WAIT), none_usable (all unreachable, promoted or past REPLICA_MAX_LAG), "
+    "replica_failed (run again after a standby failed it).",
+    ["reason"],
+    registry=REGISTRY,
+)
+REPLICA_LAG_BYTES = Gauge(
+    "users_api_replica_lag_bytes",
+    "WAL the standby has still to replay, as last polled (the largest any worker saw).",
+    ["replica"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+REPLICA_LAG_SECONDS = Gauge(
+    "users_api_replica_lag_seconds",
+    "How long ago the primary was first seen past what the standby has replayed; 0 when caught up.",
+    ["replica"],
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+REPLICA_USABLE = Gauge(
+    "users_api_replica_usable",
+    "1 while the standby answers reads: reachable, in recovery, at most REPLICA_MAX_LAG behind (0 if any "
+    "worker finds it not).",
+    ["replica"],
+    multiprocess_mode="livemin",
+    registry=REGISTRY,
+)
 KEY_FETCHES = Counter(
     "users_api_auth_key_fetches",
     "Fetches of the issuer's signing keys (AUTH_ISSUER), by outcome: fetched, failed (the last keys kept).",
@@ -175,6 +213,10 @@ class Pool(Protocol):
         """Connections open, idle, and the most the pool may open."""
         ...
 
+    def statements_sent(self) -> dict[str, int]:
+        """Statements sent since the last call, by the server's role (primary, replica)."""
+        ...
+
 
 def publish(pool: Pool | None = None) -> None:
     """Add what the tally counted to the metrics, and sample the in-flight requests and the pool."""
@@ -198,6 +240,9 @@ def publish(pool: Pool | None = None) -> None:
         CONNECTIONS.labels("used").set(size - idle)
         MAX_CONNECTIONS.set(most)
         PENDING_REQUESTS.set(pool.waiting)
+        for role, count in pool.statements_sent().items():
+            if count:
+                STATEMENTS.labels(role).inc(count)
 
 
 def _add(histogram: Histogram, row: list[float]) -> None:

@@ -27,6 +27,8 @@ class Queries:
     update_user: str
     delete_user: str
     ping: str
+    current_wal_lsn: str
+    replica_status: str
 
     @classmethod
     def load(cls, directory: Path | None = None) -> "Queries":

@@ -63,6 +63,20 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL as the app role, which the API connects as; unset starts the embedded server.",
     )
+    database_replica_urls: str | None = Field(
+        default=None,
+        description="Comma-separated URLs of hot standbys of DATABASE_URL's primary, as the app role: reads go to "
+        "them; unset: everything goes to DATABASE_URL.",
+    )
+    replica_wait: float = Field(
+        default=0.02,
+        ge=0,
+        description="Seconds a read with a Consistency-Token waits for a standby to replay that far before it goes "
+        "to the primary.",
+    )
+    replica_max_lag: float = Field(
+        default=1.0, gt=0, description="Seconds a standby may be behind the primary and still answer reads."
+    )
     pool_min_size: int = Field(default=2, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")
     pool_acquire_timeout: float = Field(
@@ -103,6 +117,14 @@ class Settings(BaseSettings):
     auth_token_types: str = Field(default="at+jwt", description="JWT typ values an access token may have.")
 
     _database_url = field_validator("database_url")(postgres_url)
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _postgres_urls(cls, value: str | None) -> str | None:
+        for url in names(value or ""):
+            postgres_url(url)
+        return value or None
+
     _auth_issuer = field_validator("auth_issuer", "auth_jwks_url")(key_url)
 
     @field_validator("auth_algorithms")
@@ -130,6 +152,10 @@ class Settings(BaseSettings):
             if given:
                 raise ValueError(f"{given[0].upper()} is set without AUTH_ISSUER, which turns authentication on")
         return self
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        return names(self.database_replica_urls or "")
 
     @property
     def algorithms(self) -> tuple[str, ...]:

@@ -52,6 +52,8 @@ PARAMETERS: dict[str, tuple[Any, ...]] = {
     "update_user": (USERS // 2, None, "Renamed", [1]),
     "delete_user": (USERS // 2, [1]),
     "ping": (),
+    "current_wal_lsn": (),
+    "replica_status": (),
 }
 
 

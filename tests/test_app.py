@@ -159,7 +159,8 @@ def test_etags_and_the_headers_that_send_them_back_are_documented(openapi: dict[
     assert {"Location", "Content-Location", "Idempotent-Replayed"} <= set(headers["post", "201"])
     assert "content" not in user["get"]["responses"]["304"], "a 304 has no body"
     assert parameters == {
-        "post": {"Idempotency-Key"}, "get": {"If-None-Match"}, "patch": {"If-Match"}, "delete": {"If-Match"}
+        "post": {"Idempotency-Key"}, "get": {"If-None-Match", "Consistency-Token"}, "patch": {"If-Match"},
+        "delete": {"If-Match"},
     }  # fmt: skip
     assert users["post"]["responses"]["409"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
 

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,35 @@ def test_serve_runs_on_the_embedded_server_stops_cleanly_and_keeps_users(pgdata:
         assert f"cannot enter {asked.parents[1]}, so the data is kept in {kept}" in first.output
         assert [path.name for path in asked.iterdir()] == [embedded.KEPT_IN], "no data in the checkout"
         assert asked.parents[1].stat().st_mode & 0o777 == 0o700, "permissions are left as they were"
+
+
+@pytest.mark.slow
+def test_serve_with_embedded_replicas_reads_from_them_and_stops_them(scratch_pgdata: Path) -> None:
+    first = Service(scratch_pgdata, EMBEDDED_REPLICAS="1", EMBEDDED_REPLICA_DELAY="300ms")
+    time.sleep(0.6)  # the standby, made before the migrations, has replayed them
+    made = first.client.post("/users", json={"email": "replicated@example.com", "name": "Replicated"})
+    path, token = f"/users/{made.json()['id']}", made.headers["consistency-token"]
+    stale = first.client.get(path)
+    fresh = first.client.get(path, headers={"Consistency-Token": token})
+    scraped = first.client.get("/metrics").text
+    replica = postmaster_pid(scratch_pgdata / "replica-1")
+    assert first.stop(signal.SIGTERM) == 0
+
+    assert (stale.status_code, fresh.status_code) == (404, 200), "300 ms behind without the token, not with it"
+    reads = [
+        line for line in scraped.splitlines() if line.startswith('users_api_db_statements_total{db_role="replica"}')
+    ]
+    assert reads and float(reads[0].split()[-1]) >= 1
+    assert replica is not None and not alive(replica), "SIGTERM stops the standby too"
+    assert f"embedded replica 1: data in {scratch_pgdata / 'replica-1'}" in first.output
+
+    second = Service(scratch_pgdata)  # EMBEDDED_REPLICAS=0 now
+    kept = second.client.get(path)
+    second.stop(signal.SIGTERM)
+
+    assert kept.status_code == 200
+    assert not (scratch_pgdata / "replica-1").exists(), "a standby no longer asked for is removed, and its slot"
+    assert "removed the embedded replica 1" in second.output
 
 
 def test_without_database_url_or_the_wheel_serve_says_what_to_do(

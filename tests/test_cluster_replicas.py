@@ -11,8 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from api.ops.cluster import DATABASE, EmbeddedCluster, EmbeddedReplica, find_available_port
+from api.ops.cluster import DATABASE, EmbeddedCluster, find_available_port
 from api.ops.processes import alive
+from api.ops.standby import EmbeddedReplica
 
 pytestmark = pytest.mark.slow
 

@@ -102,6 +102,8 @@ SIGNATURES = {
     "update_user": (["int8", "text", "text", "int8[]"], ["body", "version"]),
     "delete_user": (["int8", "int8[]"], ["deleted_id"]),
     "ping": ([], ["?column?"]),
+    "current_wal_lsn": ([], ["lsn"]),
+    "replica_status": ([], ["in_recovery", "replayed"]),
 }
 
 

@@ -38,6 +38,10 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ("PORT", "70000"),
         ("POOL_ACQUIRE_TIMEOUT", "0"),
         ("WORKERS", "0"),
+        ("DATABASE_REPLICA_URLS", "postgresql://app@replica/users_api,mysql://u@h/d"),
+        ("REPLICA_MAX_LAG", "0"),
+        ("EMBEDDED_REPLICA_DELAY", "300 ms"),
+        ("EMBEDDED_REPLICA_DELAY", "-1s"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -54,6 +58,29 @@ def test_an_owner_url_without_an_app_url_is_refused(monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(ValidationError, match="OWNER_DATABASE_URL is set without DATABASE_URL"):
         ServiceSettings(_env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("given", "refusal"),
+    [
+        ({"EMBEDDED_REPLICAS": "1", "DATABASE_URL": "postgresql://app@db/users_api"}, "EMBEDDED_REPLICAS is set with"),
+        ({"DATABASE_REPLICA_URLS": "postgresql://app@replica/users_api"}, "DATABASE_REPLICA_URLS is set without"),
+    ],
+)
+def test_standbys_are_either_given_or_embedded(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], refusal: str
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=refusal):
+        ServiceSettings(_env_file=None)
+
+
+@pytest.mark.parametrize(("delay", "applied"), [("0", None), ("0ms", None), ("300ms", "300ms"), ("2s", "2s")])
+def test_an_embedded_replica_delay_of_zero_is_none(delay: str, applied: str | None) -> None:
+    assert ServiceSettings(_env_file=None, embedded_replica_delay=delay).replica_apply_delay == applied
 
 
 def test_the_service_reads_every_setting_of_the_app() -> None:

@@ -39,6 +39,14 @@ def test_bad_values_are_refused_by_name(bad: dict[str, object]) -> None:
         Settings(_env_file=None, **bad)  # type: ignore[arg-type]
 
 
+def test_the_standbys_read_as_a_list() -> None:
+    given = " postgresql://app@replica-1/users_api, postgres://app@replica-2:5433/users_api ,"
+    settings = Settings(_env_file=None, database_url="postgresql://app@db/users_api", database_replica_urls=given)
+
+    assert settings.replica_urls == ("postgresql://app@replica-1/users_api", "postgres://app@replica-2:5433/users_api")
+    assert Settings(_env_file=None, database_replica_urls="").replica_urls == ()
+
+
 def test_what_only_operations_read_is_not_the_apps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not a port")  # ignored here: the process that serves the app reads it
 

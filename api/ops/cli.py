@@ -9,7 +9,8 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from types import FrameType
 
 import psycopg
@@ -18,22 +19,32 @@ from yoyo.exceptions import LockTimeout
 
 from api.keys import IssuerMismatch, KeyFetchError, check_discovery
 from api.ops import migrator
-from api.ops.cluster import Databases, cluster_for
+from api.ops.cluster import Databases, EmbeddedCluster, cluster_for
 from api.ops.embedded import EmbeddedError
 from api.ops.logging_config import logging_config
 from api.ops.settings import ServiceSettings
+from api.ops.standby import EmbeddedReplica, forget_replicas_beyond
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def databases(settings: ServiceSettings) -> Iterator[Databases]:
-    """DATABASE_URL (and OWNER_DATABASE_URL) when set; otherwise the embedded server's, while the block runs."""
+def databases(settings: ServiceSettings, *, standbys: bool = False) -> Iterator[Databases]:
+    """DATABASE_URL (and OWNER_DATABASE_URL) when set; otherwise the embedded server's, while the block runs, with
+    `standbys`: and its EMBEDDED_REPLICAS, whose URLs the app's DATABASE_REPLICA_URLS then holds."""
     found = cluster_for(
         settings.database_url, settings.embedded_pgdata, settings.embedded_pgport, owner_url=settings.owner_database_url
     )
-    with found as cluster:
-        yield cluster.service()
+    with found as cluster, ExitStack() as started:
+        if not (standbys and isinstance(cluster, EmbeddedCluster)):
+            yield cluster.service()
+            return
+        forget_replicas_beyond(cluster, settings.embedded_replicas)
+        replicas = [
+            started.enter_context(EmbeddedReplica(cluster, number, apply_delay=settings.replica_apply_delay))
+            for number in range(1, settings.embedded_replicas + 1)
+        ]
+        yield replace(cluster.service(), replica_urls=tuple(replica.service().app_url for replica in replicas))
 
 
 def migrate(settings: ServiceSettings) -> None:
@@ -57,10 +68,12 @@ def serve(settings: ServiceSettings) -> None:
         )
     elif settings.auth_jwks_url is None:
         _check_discovery(settings.auth_issuer)
-    with databases(settings) as found:
+    with databases(settings, standbys=True) as found:
         if settings.migrate_on_serve:
             _apply_migrations(found)  # once per deploy, before any worker starts
         os.environ["DATABASE_URL"] = found.app_url  # what create_app() reads, in this process and in every worker
+        if found.replica_urls:
+            os.environ["DATABASE_REPLICA_URLS"] = ",".join(found.replica_urls)
         signal.signal(signal.SIGTERM, _stopped_as_asked)
         try:
             with _metrics_folder():

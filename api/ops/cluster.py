@@ -8,7 +8,6 @@ here, through cluster_for().
 import fcntl
 import logging
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -32,9 +31,7 @@ from api.ops.provision import (
     create_database,
     create_replication_role,
     create_roles,
-    drop_replication_slot,
     find_psql,
-    replication_slot_status,
 )
 
 log = logging.getLogger(__name__)
@@ -48,7 +45,6 @@ APP_ROLE = "users_api_app"
 REPLICATION_ROLE = "users_api_replication"
 SLOT_WAL_CAP = "max_slot_wal_keep_size=1GB"
 RESTART_SECONDS = 10  # how long a start waits for the children of a server killed with -9 to let its memory go
-_DELAY = re.compile(r"[0-9]+(us|ms|s|min|h)?")  # recovery_min_apply_delay, as PostgreSQL writes a time
 # For throwaway clusters (the test suite): durability costs time and protects nothing there.
 NOT_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
@@ -63,10 +59,12 @@ def find_available_port() -> int:
 
 @dataclass(frozen=True, slots=True)
 class Databases:
-    """The service's database twice: as the app role (the API's) and as the owner (the migrations')."""
+    """The service's database twice: as the app role (the API's) and as the owner (the migrations'); and its
+    standbys' that reads may go to, as the app role."""
 
     app_url: str
     owner_url: str
+    replica_urls: tuple[str, ...] = ()
 
 
 class Cluster(ABC):
@@ -193,11 +191,11 @@ class EmbeddedCluster(Cluster):
             # Its users-api died without stopping it (SIGKILL): we hold the lock, so nobody uses it.
             log.warning("stopping the embedded PostgreSQL a killed users-api left running in %s", cluster)
             runner.pg_ctl_stop(cluster)
-        _release_a_killed_servers_lock(cluster)  # the server itself killed, perhaps a zombie no one reaps
+        release_a_killed_servers_lock(cluster)  # the server itself killed, perhaps a zombie no one reaps
         # A replica's slot keeps the WAL it has not received: at most this much, should it stay stopped for good.
         settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories=", SLOT_WAL_CAP]
         # Registered before the start: one that fails part-way (a timeout) may still leave a server running.
-        stack.callback(_stop_if_running, runner, cluster)
+        stack.callback(stop_if_running, runner, cluster)
         runner.pg_ctl_start(
             cluster, self.data_dir / "postgresql.log", [*settings, *(() if self.durable else NOT_DURABLE)]
         )
@@ -243,7 +241,7 @@ class EmbeddedCluster(Cluster):
         app = Role(APP_ROLE, _read_password(data_dir / "app-password", create=not roles_made.exists()))
         logins = [(SUPERUSER, self.password), (owner.name, owner.password), (app.name, app.password)]
         _write_secret(data_dir / "pgpass", "".join(f"127.0.0.1:{self.port}:*:{u}:{p}\n" for u, p in logins))
-        with _provisioning():
+        with provisioning():
             psql = find_psql(self.bin_dir)
             # Markers written once each script succeeds: only a new cluster, or one cut short, runs them.
             if not roles_made.exists():
@@ -259,119 +257,10 @@ class EmbeddedCluster(Cluster):
         made = self.data_dir / "replication-role-created"
         role = Role(REPLICATION_ROLE, _read_password(self.data_dir / "replication-password", create=not made.exists()))
         if not made.exists():
-            with _provisioning():
+            with provisioning():
                 create_replication_role(find_psql(self.bin_dir), self.url(), role)
             made.touch()
         return role
-
-
-class EmbeddedReplica(Cluster):
-    """A hot standby of an embedded primary, streaming its WAL over its own replication slot.
-
-    Made once by `pg_basebackup -R` as the replication role, its files beside the primary's
-    (`<primary's data>/replica-<number>`, kept as the primary's are); started on entry, stopped on exit.
-    With `apply_delay` ("300ms"), it applies the WAL that much later (`recovery_min_apply_delay`): reads
-    from it are stale by at least that much. The primary must be running.
-    """
-
-    host = "127.0.0.1"
-    user = SUPERUSER
-
-    def __init__(self, primary: EmbeddedCluster, number: int, *, apply_delay: str | None = None) -> None:
-        if apply_delay is not None and not _DELAY.fullmatch(apply_delay):
-            raise ValueError(f"a replica's apply delay is a number and a unit (300ms, 2s, 1min), not {apply_delay!r}")
-        self.primary = primary
-        self.number = number
-        self.port = find_available_port()
-        self.apply_delay = apply_delay
-        self.data_dir = primary.data_dir / f"replica-{number}"
-        self.bin_dir: Path = primary.bin_dir
-        self.password = primary.password  # the primary's superuser, as the catalogue is the primary's
-        self.slot = f"users_api_replica_{number}"
-        self._runner = Runner(self.bin_dir, self.data_dir, embedded.server_os_user() if os.geteuid() == 0 else None)
-        self._stack = ExitStack()
-
-    @property
-    def default_database(self) -> str:
-        return "postgres"
-
-    def __enter__(self) -> Self:
-        with ExitStack() as stack:
-            cluster = self.data_dir / "cluster"
-            if self.postmaster_pid() is not None and _stop_if_running(self._runner, cluster):
-                log.warning("stopped the embedded replica %d a killed users-api left running", self.number)
-            if not self._still_a_standby_of_the_primary(cluster):
-                self._base_backup(cluster)
-            stack.callback(_stop_if_running, self._runner, cluster)
-            self.start()
-            self._stack = stack.pop_all()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-
-    def start(self) -> None:
-        """Start the standby (again, after a kill -9 say): it goes on streaming from where it stopped."""
-        cluster = self.data_dir / "cluster"
-        if self.postmaster_pid() is not None:
-            return
-        _release_a_killed_servers_lock(cluster)  # after a kill -9: once its children have let its memory go
-        settings = [f"port={self.port}", "listen_addresses=127.0.0.1", "unix_socket_directories="]
-        if self.apply_delay:
-            settings.append(f"recovery_min_apply_delay={self.apply_delay}")
-        self._runner.pg_ctl_start(cluster, self.data_dir / "postgresql.log", settings)
-        log.info("embedded replica %d: data in %s, listening on 127.0.0.1:%d", self.number, self.data_dir, self.port)
-
-    def promote(self) -> None:
-        """Make the standby a primary of its own (no longer in recovery), as a failover would."""
-        done = self._runner.run("pg_ctl", "promote", "-w", "-D", str(self.data_dir / "cluster"))
-        if done.returncode != 0:
-            raise EmbeddedError(f"pg_ctl promote failed: {done.stdout.strip()}")
-
-    def postmaster_pid(self) -> int | None:
-        return postmaster_pid(self.data_dir)
-
-    def service(self) -> Databases:
-        """The service's database on the standby, as the app role; the owner's too, though it cannot write."""
-        owner, app = self.primary.service_roles()
-        return Databases(self.url(DATABASE, app), self.url(DATABASE, owner))
-
-    def _still_a_standby_of_the_primary(self, cluster: Path) -> bool:
-        """Its files are a standby's (not promoted since), made from the primary on the port it has now, whose
-        slot for it still holds the WAL it needs (not dropped, not past max_slot_wal_keep_size)."""
-        made_from = self.data_dir / "primary-port"
-        return (
-            (cluster / "PG_VERSION").is_file()
-            and (cluster / "standby.signal").is_file()
-            and made_from.is_file()
-            and made_from.read_text(encoding="utf-8").strip() == str(self.primary.port)
-            and self._slot_status() not in ("", "lost")
-        )
-
-    def _slot_status(self) -> str:
-        """The primary's `wal_status` of this standby's slot; "" when it has no such slot."""
-        with _provisioning():
-            return replication_slot_status(find_psql(self.bin_dir), self.primary.url(), self.slot)
-
-    def _base_backup(self, cluster: Path) -> None:
-        role = self.primary.replication_role()
-        with _provisioning():  # one an earlier replica of this number left: its files are gone, so is its WAL
-            drop_replication_slot(find_psql(self.bin_dir), self.primary.url(), self.slot)
-        embedded.make_folders(self.data_dir, mode=0o700)
-        self._runner.chown(self.data_dir)
-        if cluster.exists():
-            shutil.rmtree(cluster)  # a base backup cut short, a promoted copy, or one of a primary moved since
-        log.info("embedded replica %d: base backup of the primary into %s", self.number, cluster)
-        # The password through the environment, not the command line; -R writes it into the standby's
-        # primary_conninfo (postgresql.auto.conf, 0600, the server's user's).
-        done = self._runner.run(
-            "pg_basebackup", "-D", str(cluster), "-h", self.primary.host, "-p", str(self.primary.port),
-            "-U", role.name, "-R", "-X", "stream", "-c", "fast", "-C", "-S", self.slot,
-            env={"PGPASSWORD": role.password, "PGAPPNAME": self.slot}, inherit_libpq=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise EmbeddedError(f"pg_basebackup failed for {cluster}: {done.stdout.strip()}")
-        (self.data_dir / "primary-port").write_text(f"{self.primary.port}\n", encoding="utf-8")
 
 
 def cluster_for(
@@ -385,7 +274,7 @@ def cluster_for(
 
 
 @contextmanager
-def _provisioning() -> Iterator[None]:
+def provisioning() -> Iterator[None]:
     """A setup script's failure (psql's own words) as the embedded server's error."""
     try:
         yield
@@ -393,7 +282,7 @@ def _provisioning() -> Iterator[None]:
         raise EmbeddedError(str(error)) from None
 
 
-def _stop_if_running(runner: Runner, cluster: Path) -> bool:
+def stop_if_running(runner: Runner, cluster: Path) -> bool:
     """Stop the server of `cluster` if it runs; whether it did."""
     if not runner.pg_ctl_status(cluster):
         return False
@@ -401,7 +290,7 @@ def _stop_if_running(runner: Runner, cluster: Path) -> bool:
     return True
 
 
-def _release_a_killed_servers_lock(cluster: Path) -> None:
+def release_a_killed_servers_lock(cluster: Path) -> None:
     """Remove the lock file of a server killed with -9, once none of its processes holds its memory.
 
     Where nothing reaps the killed postmaster (a container whose first process does not), it stays a

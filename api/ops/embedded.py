@@ -212,7 +212,7 @@ class Runner:
     def pg_ctl_stop(self, cluster: Path) -> None:
         stopped = self.run("pg_ctl", "stop", "-D", str(cluster), "-m", "fast", "-w", "-t", "30")
         if stopped.returncode == 0:
-            log.info("embedded PostgreSQL stopped")
+            log.info("embedded PostgreSQL stopped: %s", cluster)
         else:
             log.warning("pg_ctl stop: %s", stopped.stdout.strip())
 

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from api.ops.standby import APPLY_DELAY
 from api.settings import Settings, is_loopback, postgres_url
 
 
@@ -32,11 +33,30 @@ class ServiceSettings(Settings):
     embedded_pgport: int = Field(
         default=54329, ge=1, le=65535, description="TCP port of the embedded server (127.0.0.1 only)."
     )
+    embedded_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Hot standbys of the embedded server to start and read from (DATABASE_REPLICA_URLS is set to "
+        "them); their files are in EMBEDDED_PGDATA/replica-N.",
+    )
+    embedded_replica_delay: str = Field(
+        default="0",
+        description="How much later the embedded standbys apply the primary's changes (300ms, 2s): reads without a "
+        "Consistency-Token are that stale.",
+    )
     allow_anonymous: bool = Field(
         default=False, description="Serve with nothing authenticated on a HOST other than loopback."
     )
 
     _owner_database_url = field_validator("owner_database_url")(postgres_url)
+
+    @field_validator("embedded_replica_delay")
+    @classmethod
+    def _a_delay(cls, value: str) -> str:
+        if not APPLY_DELAY.fullmatch(value):
+            raise ValueError(f"a number and a unit (us, ms, s, min, h), such as 300ms, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _owner_with_app(self) -> "ServiceSettings":
@@ -44,9 +64,21 @@ class ServiceSettings(Settings):
             raise ValueError(
                 "OWNER_DATABASE_URL is set without DATABASE_URL: set both, or neither for the embedded server"
             )
+        if self.embedded_replicas and self.database_url is not None:
+            raise ValueError("EMBEDDED_REPLICAS is set with DATABASE_URL: standbys of a server you run are "
+                             "DATABASE_REPLICA_URLS")  # fmt: skip
+        if self.database_replica_urls is not None and self.database_url is None:
+            raise ValueError("DATABASE_REPLICA_URLS is set without DATABASE_URL: the embedded server's standbys "
+                             "are EMBEDDED_REPLICAS")  # fmt: skip
         if self.allow_anonymous and self.auth_issuer is not None:
             raise ValueError("ALLOW_ANONYMOUS is true and AUTH_ISSUER is set: one turns off what the other turns on")
         return self
+
+    @property
+    def replica_apply_delay(self) -> str | None:
+        """EMBEDDED_REPLICA_DELAY as recovery_min_apply_delay; None for no delay."""
+        found = APPLY_DELAY.fullmatch(self.embedded_replica_delay)
+        return None if found is None or int(found.group(1)) == 0 else self.embedded_replica_delay
 
     def anonymous_refusal(self) -> str | None:
         """Why `serve` must not start: nothing authenticated, on an address others may reach; None if it may."""

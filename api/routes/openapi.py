@@ -22,6 +22,23 @@ IF_NONE_MATCH_PARAMETER = {
     # As FastAPI documents an optional `Header` parameter: the document is what it was with one.
     "schema": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "If-None-Match"},
 }
+TOKEN_SCHEMA = {"type": "string", "pattern": r"^1[0-9a-f]{16}$"}
+CONSISTENCY_TOKEN_PARAMETER = {
+    "name": "Consistency-Token",
+    "in": "header",
+    "required": False,
+    "description": "A write's Consistency-Token, sent back as it was: the answer then includes that write (or later "
+    "ones). Without it, a read may be up to REPLICA_MAX_LAG (1 s) stale where reads go to standbys. 422 if it is "
+    "not a token this service wrote.",
+    "schema": TOKEN_SCHEMA | {"title": "Consistency-Token"},
+}
+CONSISTENCY_TOKEN_HEADER = {
+    "Consistency-Token": {
+        "description": "Where reads go to standbys: an opaque token naming this write. Send it back on reads as "
+        "`Consistency-Token` to read this write or a later state.",
+        "schema": TOKEN_SCHEMA,
+    }
+}
 ETAG_HEADER = {
     "ETag": {
         "description": 'The user\'s strong entity tag, `"<id>-<version>"`: it changes whenever the user does.',
@@ -51,7 +68,7 @@ LINK_HEADER = {
 
 CREATE_USER: dict[int | str, dict[str, Any]] = {
     201: {
-        "headers": LOCATION_HEADER | ETAG_HEADER | REPLAYED_HEADER,
+        "headers": LOCATION_HEADER | ETAG_HEADER | REPLAYED_HEADER | CONSISTENCY_TOKEN_HEADER,
         # OpenAPI links: how a client (or a fuzzer's stateful run) goes on from the user just made,
         # a write sending back the ETag it was given as its If-Match.
         "links": {
@@ -76,10 +93,13 @@ GET_USER: dict[int | str, dict[str, Any]] = {
     **problem_responses(404, 422, 503),
 }
 UPDATE_USER: dict[int | str, dict[str, Any]] = {
-    200: {"headers": ETAG_HEADER},
+    200: {"headers": ETAG_HEADER | CONSISTENCY_TOKEN_HEADER},
     **problem_responses(404, 409, 412, 413, 422, 428, 503),
 }
-DELETE_USER = problem_responses(404, 412, 422, 428, 503)
+DELETE_USER: dict[int | str, dict[str, Any]] = {
+    204: {"description": "Deleted.", "headers": CONSISTENCY_TOKEN_HEADER},
+    **problem_responses(404, 412, 422, 428, 503),
+}
 
 TRACERESPONSE_HEADER = {
     "traceresponse": {

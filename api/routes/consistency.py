@@ -1,0 +1,51 @@
+"""The Consistency-Token: what a write's 2xx answer carries while reads go to standbys, and what a read sends
+back to see that write (api/replicas.py)."""
+
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+
+from api.db import Database
+from api.replicas import lsn_of
+
+P = ParamSpec("P")
+R = TypeVar("R", bound=Response)
+T = TypeVar("T")
+
+HEADER = "Consistency-Token"
+
+
+def lsn_asked(request: Request) -> int:
+    """The WAL position the request's Consistency-Token carries; 0 without one. Checked with or without
+    standbys, so that a client learns of a token it mangled wherever it sends it."""
+    token = request.headers.get("consistency-token")
+    if token is None:
+        return 0
+    lsn = lsn_of(token)
+    if lsn is None:
+        msg = "not a token this service wrote: send back a write's Consistency-Token as it was, or none"
+        raise RequestValidationError([{"loc": ("header", HEADER), "msg": msg, "type": "value_error"}])
+    return lsn
+
+
+async def read(
+    db: Database,
+    request: Request,
+    statement: Callable[Concatenate[Database, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`statement` on a standby that has the writes the request's token names, or on the primary."""
+    lsn = lsn_asked(request)
+    if db.replicas is None:
+        return await statement(db, *args, **kwargs)
+    return await db.replicas.read(statement, lsn, *args, **kwargs)
+
+
+async def stamped(db: Database, response: R) -> R:
+    """`response` to a write, with the write's Consistency-Token while reads go to standbys."""
+    if db.replicas is not None and response.status_code < 300:
+        response.headers[HEADER] = await db.replicas.token()
+    return response
