@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-auth bench-profile clean
+.PHONY: run test check lint migrate sql-catalog bench bench-quick bench-levers bench-icount bench-observability bench-auth bench-profile bench-scale clean
 
 run: $(VENV)/.run-installed
 	$(BIN)/users-api serve
@@ -52,6 +52,9 @@ bench-auth: $(VENV)/.bench-installed
 bench-profile: $(VENV)/.bench-installed
 	$(BIN)/python -m bench.profile --workload $(or $(WORKLOAD),get)
 
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python -m bench.scale
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -70,4 +73,4 @@ $(VENV)/.bench-installed: pyproject.toml constraints.txt | $(VENV)/bin/python
 	touch $@ $(VENV)/.run-installed
 
 clean:
-	rm -rf $(VENV) .pgdata-test .pgdata-bench .mypy_cache .ruff_cache .schemathesis .import_linter_cache
+	rm -rf $(VENV) .pgdata-test .pgdata-bench .pgdata-scale .mypy_cache .ruff_cache .schemathesis .import_linter_cache

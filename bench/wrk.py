@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +60,24 @@ def command(url: str, connections: int, seconds: float) -> list[str]:
     ]
 
 
-def run(url: str, workload: str, rows: int, tag: str, connections: int, seconds: float) -> WrkResult:
+def run(
+    url: str,
+    workload: str,
+    rows: int,
+    tag: str,
+    connections: int,
+    seconds: float,
+    preexec_fn: Callable[[], None] | None = None,
+) -> WrkResult:
+    """wrk's figures for `workload`; `preexec_fn` runs in its process first (joins a cgroup, say)."""
     env = os.environ | {"BENCH_WORKLOAD": workload, "BENCH_ROWS": str(rows), "BENCH_TAG": tag}
     done = subprocess.run(  # noqa: S603 - wrk with our own arguments
-        command(url, connections, seconds), capture_output=True, text=True, env=env, check=True
+        command(url, connections, seconds),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        preexec_fn=preexec_fn,
     )
     return parse(done.stdout)
 
