@@ -113,6 +113,7 @@ def lines(
         "| target | measured | result |",
         "|---|--:|---|",
     ]  # fmt: skip
+    missed = []
     for (hosts, standbys), target in READ_TARGETS.items():
         if (hosts, standbys) not in topologies:
             continue
@@ -120,6 +121,8 @@ def lines(
             ratio = _of(results, hosts, standbys, workload).rps / _of(results, 1, 0, workload).rps
             out.append(f"| {NAMES[workload]} at {hosts} hosts + {standbys} standby(s) ≥ {target:g}x 1 host "
                        f"| {ratio:.2f}x | {_met(ratio >= target)} |")  # fmt: skip
+            if ratio < target:
+                missed.append(_why(results, caps.share, hosts, standbys, workload))
     most = max(m.primary_connections for m in results)
     errors = sum(m.errors for m in results)
     out += [
@@ -134,7 +137,24 @@ def lines(
         f"| 0 errors in every run above | {errors} | {_met(errors == 0)} |",
         "",
     ]
+    if missed:
+        out += ["What held each missed one back, from the CPU table: the hosts at their cap, the baseline's too.", ""]
+        out += [f"- {line}" for line in missed] + [""]
     return out
+
+
+def _why(results: list[Measured], share: float, hosts: int, standbys: int, workload: str) -> str:
+    """The roles at (nearly) their caps in a topology's run and in the baseline's: what bounded each."""
+
+    def capped(m: Measured) -> str:
+        counts = {"api": m.hosts, "replica": m.standbys, "primary": 1}
+        full = [f"{role} {m.cores[role]:.2f} of {share * count:.2f}" for role, count in counts.items()
+                if count and m.cores[role] >= 0.9 * share * count]  # fmt: skip
+        return ", ".join(full) or f"no host at its cap (machine {m.cores['machine']:.2f} cores busy)"
+
+    measured = _of(results, hosts, standbys, workload)
+    return (f"{NAMES[workload]} at {hosts} hosts + {standbys} standby(s): {capped(measured)}; "
+            f"at 1 host: {capped(_of(results, 1, 0, workload))}")  # fmt: skip
 
 
 def os_cpus() -> str:

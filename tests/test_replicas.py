@@ -9,17 +9,18 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
 import pytest
 
+from api.db import Database
 from api.ops import migrator
 from api.ops.cluster import EmbeddedCluster, find_available_port
 from api.ops.processes import alive
 from api.ops.standby import EmbeddedReplica
-from api.replicas import PRIMARY_ONLY, lag_seconds, lsn_of, replica_name, token_of
+from api.replicas import PRIMARY_ONLY, TURN_SECONDS, Replica, Replicas, lag_seconds, lsn_of, replica_name, token_of
 from tests.helpers import ClientFactory, assert_problem, create, sample, scrape
 
 pytestmark = pytest.mark.anyio
@@ -62,6 +63,26 @@ def test_the_lag_is_how_long_ago_the_primary_was_first_seen_past_the_replayed_po
     assert lag_seconds(positions, 250, now=10.25) == pytest.approx(0.05)
     assert lag_seconds(positions, 150, now=10.25) == pytest.approx(0.15)
     assert lag_seconds(positions, 0, now=10.25) == pytest.approx(0.25), "behind everything seen: since the first"
+
+
+async def test_the_standbys_take_turns_each_for_a_while_and_each_gets_its_share() -> None:
+    # Stand-ins for the standbys' databases: the choice of one touches none, and the statement records which.
+    first, second = Replica("first", cast(Database, "first's")), Replica("second", cast(Database, "second's"))
+    for replica in (first, second):
+        replica.why = None
+    replicas = Replicas(cast(Database, "primary's"), [first, second], wait=0, max_lag=1, metered=False)
+
+    async def where(db: Database) -> str:
+        return cast(str, db)
+
+    turns = []
+    for _ in range(40):
+        together = {await replicas.read(where, 0) for _ in range(5)}  # reads arriving at once
+        turns.append(together)
+        await anyio.sleep(TURN_SECONDS / 2)
+
+    assert sum(len(together) == 1 for together in turns) >= 30, "reads at once go to one standby"
+    assert {"first's", "second's"} == set().union(*turns), "over time, to both"
 
 
 def test_a_standby_is_named_without_its_user_or_password() -> None:

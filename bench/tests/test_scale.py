@@ -66,6 +66,10 @@ def test_the_targets_are_judged_on_the_medians() -> None:
     assert "| list (100) at 3 hosts + 2 standby(s) ≥ 2.5x 1 host | 2.40x | **missed** |" in text
     assert "PgBouncer's pool (20) however many hosts | at most 25 | **missed** |" in text
     assert "| 0 stale reads among 1,000 write-then-read pairs with the token | 0 | met |" in text
+    assert "- list (100) at 3 hosts + 2 standby(s): api 0.30 of 0.30;" not in text, "3 hosts' cap is 0.90"
+    assert (
+        "- list (100) at 3 hosts + 2 standby(s): no host at its cap (machine 0.50 cores busy); at 1 host: api" in text
+    )
 
 
 def test_haproxy_checks_every_host_on_ready_and_sends_to_the_least_busy() -> None:
