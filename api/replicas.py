@@ -35,10 +35,11 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.1
-# How long the standbys' turns last. Read by read, concurrent get-ones would split between the standbys' coalesced
-# statements, twice as many with two: with 3 hosts and 2 standbys, 250 µs of API CPU per get-one against 200 with
-# one standby (make bench-scale). A turn is long enough to keep a batch whole, and short enough that over a
-# second each standby has taken its share.
+# How long a standby's turn at the coalesced reads lasts. Read by read, get-ones waiting at once would split
+# between the standbys' statements, twice as many with two: with 3 hosts and 2 standbys, 250 µs of API CPU per
+# get-one against 200 with one standby (make bench-scale). A turn keeps a batch whole, and over a second each
+# standby takes its share. Reads run alone (a page of the list) go read by read: in turns, one standby would
+# work while the other waited.
 TURN_SECONDS = 0.01
 CATCH_UP_POLL_SECONDS = 0.002  # between polls of the standbys while a read waits for them to replay its token
 # What a standby that has not replayed the primary's latest migrations answers a read that names what they made
@@ -142,6 +143,7 @@ class Replicas:
         self.max_lag = max_lag
         self.metered = metered
         self.positions: deque[tuple[float, int]] = deque(maxlen=POSITIONS_KEPT)  # (monotonic, primary's LSN)
+        self.turn = 0  # reads sent read by read so far: whose turn it is
 
     async def read(
         self,
@@ -151,11 +153,34 @@ class Replicas:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary."""
+        """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary;
+        the standbys take such reads in turn, read by read."""
+        return await self._read(self._each, statement, lsn, args, kwargs)
+
+    async def read_coalesced(
+        self,
+        statement: Callable[Concatenate[Database, P], Awaitable[T]],
+        lsn: int,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """As `read`, for a read coalesced with others of its kind (api/coalesced.py): the standbys take such reads
+        in turns of TURN_SECONDS, so that the reads waiting at once stay one statement on one standby."""
+        return await self._read(self._in_turn, statement, lsn, args, kwargs)
+
+    async def _read(
+        self,
+        pick: Callable[[int, list[Replica]], Replica | None],
+        statement: Callable[..., Awaitable[T]],
+        lsn: int,
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
+    ) -> T:
         tried: list[Replica] = []
         reason: ReadOnPrimaryReason = "none_usable"
         while True:
-            replica = self._next(lsn, tried)
+            replica = pick(lsn, tried)
             if replica is None and lsn and not tried and self._any_usable():
                 reason = "not_caught_up"
                 if lsn != PRIMARY_ONLY:
@@ -188,12 +213,20 @@ class Replicas:
     def _any_usable(self) -> bool:
         return any(replica.why is None for replica in self.members)
 
-    def _next(self, lsn: int, tried: list[Replica]) -> Replica | None:
-        """A usable standby that has replayed `lsn`, leaving out those `tried`: the standbys take turns, each for
-        TURN_SECONDS, rather than read by read, so that the reads coalesced at once stay one statement."""
+    def _each(self, lsn: int, tried: list[Replica]) -> Replica | None:
+        """The next usable standby that has replayed `lsn` (none of those `tried`), read by read: a read the standby
+        runs alone (a page of the list) is the standby's work, spread over all of them."""
+        found = self._from(self.turn, lsn, tried)
+        self.turn += 1
+        return found
+
+    def _in_turn(self, lsn: int, tried: list[Replica]) -> Replica | None:
+        """The usable standby whose turn it is (or the next that has replayed `lsn`, none of those `tried`)."""
+        return self._from(int(time.monotonic() / TURN_SECONDS), lsn, tried)
+
+    def _from(self, first: int, lsn: int, tried: list[Replica]) -> Replica | None:
         members = self.members
         count = len(members)
-        first = int(time.monotonic() / TURN_SECONDS) % count
         for step in range(count):
             replica = members[(first + step) % count]
             if replica.why is None and replica.replayed >= lsn and replica not in tried:
@@ -211,7 +244,7 @@ class Replicas:
             with suppress(TimeoutError):
                 async with asyncio.timeout_at(deadline):
                     await asyncio.gather(*(replica.poll() for replica in polled))
-            found = self._next(lsn, [])
+            found = self._each(lsn, [])
             left = deadline - loop.time()
             if found is not None or left <= 0:
                 return found

@@ -65,7 +65,7 @@ def test_the_lag_is_how_long_ago_the_primary_was_first_seen_past_the_replayed_po
     assert lag_seconds(positions, 0, now=10.25) == pytest.approx(0.25), "behind everything seen: since the first"
 
 
-async def test_the_standbys_take_turns_each_for_a_while_and_each_gets_its_share() -> None:
+async def test_coalesced_reads_take_the_standbys_in_turns_and_the_others_read_by_read() -> None:
     # Stand-ins for the standbys' databases: the choice of one touches none, and the statement records which.
     first, second = Replica("first", cast(Database, "first's")), Replica("second", cast(Database, "second's"))
     for replica in (first, second):
@@ -77,12 +77,14 @@ async def test_the_standbys_take_turns_each_for_a_while_and_each_gets_its_share(
 
     turns = []
     for _ in range(40):
-        together = {await replicas.read(where, 0) for _ in range(5)}  # reads arriving at once
+        together = {await replicas.read_coalesced(where, 0) for _ in range(5)}  # coalesced reads arriving at once
         turns.append(together)
         await anyio.sleep(TURN_SECONDS / 2)
+    each = [await replicas.read(where, 0) for _ in range(4)]  # reads run alone
 
-    assert sum(len(together) == 1 for together in turns) >= 30, "reads at once go to one standby"
+    assert sum(len(together) == 1 for together in turns) >= 30, "coalesced reads at once go to one standby"
     assert {"first's", "second's"} == set().union(*turns), "over time, to both"
+    assert each in (["first's", "second's"] * 2, ["second's", "first's"] * 2), "reads run alone: read by read"
 
 
 def test_a_standby_is_named_without_its_user_or_password() -> None:

@@ -44,6 +44,20 @@ async def read(
     return await db.replicas.read(statement, lsn, *args, **kwargs)
 
 
+async def read_coalesced(
+    db: Database,
+    request: Request,
+    statement: Callable[Concatenate[Database, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """As `read`, for a read coalesced with others of its kind: on the standby whose turn it is."""
+    lsn = lsn_asked(request)
+    if db.replicas is None:
+        return await statement(db, *args, **kwargs)
+    return await db.replicas.read_coalesced(statement, lsn, *args, **kwargs)
+
+
 async def stamped(db: Database, response: R) -> R:
     """`response` to a write, with the write's Consistency-Token while reads go to standbys."""
     if db.replicas is not None and response.status_code < 300:
