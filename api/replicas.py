@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Concatenate, ParamSpec, TypeVar, get_args
+from typing import TypeVar, TypeVarTuple, get_args
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -31,7 +31,7 @@ from api.queries import SQL
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
 T = TypeVar("T")
 
 POLL_SECONDS = 0.1
@@ -145,37 +145,22 @@ class Replicas:
         self.positions: deque[tuple[float, int]] = deque(maxlen=POSITIONS_KEPT)  # (monotonic, primary's LSN)
         self.turn = 0  # reads sent read by read so far: whose turn it is
 
-    async def read(
-        self,
-        statement: Callable[Concatenate[Database, P], Awaitable[T]],
-        lsn: int,
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    async def read(self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts) -> T:
         """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary;
         the standbys take such reads in turn, read by read."""
-        return await self._read(self._each, statement, lsn, args, kwargs)
+        return await self._read(self._each, statement, lsn, args)
 
-    async def read_coalesced(
-        self,
-        statement: Callable[Concatenate[Database, P], Awaitable[T]],
-        lsn: int,
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
+    async def read_coalesced(self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts) -> T:
         """As `read`, for a read coalesced with others of its kind (api/coalesced.py): the standbys take such reads
         in turns of TURN_SECONDS, so that the reads waiting at once stay one statement on one standby."""
-        return await self._read(self._in_turn, statement, lsn, args, kwargs)
+        return await self._read(self._in_turn, statement, lsn, args)
 
     async def _read(
         self,
         pick: Callable[[int, list[Replica]], Replica | None],
-        statement: Callable[..., Awaitable[T]],
+        statement: Callable[[Database, *Ts], Awaitable[T]],
         lsn: int,
-        args: tuple[object, ...],
-        kwargs: dict[str, object],
+        args: tuple[*Ts],
     ) -> T:
         tried: list[Replica] = []
         reason: ReadOnPrimaryReason = "none_usable"
@@ -188,9 +173,9 @@ class Replicas:
             if replica is None:
                 if self.metered:
                     metrics.READS_ON_PRIMARY.labels(reason).inc()
-                return await statement(self.primary, *args, **kwargs)
+                return await statement(self.primary, *args)
             try:
-                return await statement(replica.db, *args, **kwargs)
+                return await statement(replica.db, *args)
             except (Unavailable, *SCHEMA_BEHIND) as error:
                 self._judge(replica, f"a read failed on it: {type(error).__name__}: {error}")
                 tried.append(replica)

@@ -2,7 +2,7 @@
 back to see that write (api/replicas.py)."""
 
 from collections.abc import Awaitable, Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from api.db import Database
 from api.replicas import lsn_of
 
-P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
 R = TypeVar("R", bound=Response)
 T = TypeVar("T")
 
@@ -30,32 +30,25 @@ def lsn_asked(request: Request) -> int:
     return lsn
 
 
-async def read(
-    db: Database,
-    request: Request,
-    statement: Callable[Concatenate[Database, P], Awaitable[T]],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
-    """`statement` on a standby that has the writes the request's token names, or on the primary."""
+def read(
+    db: Database, request: Request, statement: Callable[[Database, *Ts], Awaitable[T]], *args: *Ts
+) -> Awaitable[T]:
+    """`statement` on a standby that has the writes the request's token names, or on the primary. Without
+    standbys, `statement`'s own awaitable: the route awaits it with no frame of this module between."""
     lsn = lsn_asked(request)
     if db.replicas is None:
-        return await statement(db, *args, **kwargs)
-    return await db.replicas.read(statement, lsn, *args, **kwargs)
+        return statement(db, *args)
+    return db.replicas.read(statement, lsn, *args)
 
 
-async def read_coalesced(
-    db: Database,
-    request: Request,
-    statement: Callable[Concatenate[Database, P], Awaitable[T]],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
+def read_coalesced(
+    db: Database, request: Request, statement: Callable[[Database, *Ts], Awaitable[T]], *args: *Ts
+) -> Awaitable[T]:
     """As `read`, for a read coalesced with others of its kind: on the standby whose turn it is."""
     lsn = lsn_asked(request)
     if db.replicas is None:
-        return await statement(db, *args, **kwargs)
-    return await db.replicas.read_coalesced(statement, lsn, *args, **kwargs)
+        return statement(db, *args)
+    return db.replicas.read_coalesced(statement, lsn, *args)
 
 
 async def stamped(db: Database, response: R) -> R:
