@@ -123,7 +123,7 @@ REPLICA_LAG_BYTES = Gauge(
 )
 REPLICA_LAG_SECONDS = Gauge(
     "users_api_replica_lag_seconds",
-    "How long ago the primary was first seen past what the standby has replayed; 0 when caught up.",
+    "How long ago the primary was last at a position the standby has replayed; 0 when caught up, +Inf while not known.",
     ["replica"],
     multiprocess_mode="livemax",
     registry=REGISTRY,

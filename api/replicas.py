@@ -7,13 +7,14 @@ A read a standby fails is run again on another standby or on the primary: a read
 safe to run twice. Writes, idempotent creates and /ready stay on the primary (the `Database` routes get).
 
 Where each standby stands is polled every POLL_SECONDS in each worker, with the primary's position, so
-that its lag is measured against the primary's own clock: how long ago the primary was first seen past
-what the standby has replayed. A standby's `now() - pg_last_xact_replay_timestamp()` would grow while
+that its lag is measured against the primary's own clock: how long ago the primary was last at a position
+the standby has replayed. A standby's `now() - pg_last_xact_replay_timestamp()` would grow while
 nothing is written, and compare two machines' clocks.
 """
 
 import asyncio
 import logging
+import random
 import re
 import time
 from collections import deque
@@ -42,14 +43,19 @@ POLL_SECONDS = 0.1
 # work while the other waited.
 TURN_SECONDS = 0.01
 CATCH_UP_POLL_SECONDS = 0.002  # between polls of the standbys while a read waits for them to replay its token
-# What a standby that has not replayed the primary's latest migrations answers a read that names what they made
-# (class 42, "does not exist"): the read runs again elsewhere, as if the standby had failed it.
-SCHEMA_BEHIND = (
+# A read a standby refused but another server may answer, run again elsewhere with the standby kept: a statement
+# cancelled for a conflict with recovery (class 40, when max_standby_streaming_delay is short), and what a standby
+# that has not replayed the primary's latest migrations answers a read naming what they made (class 42).
+RUN_ELSEWHERE = (
+    asyncpg.TransactionRollbackError,
     asyncpg.UndefinedTableError,
     asyncpg.UndefinedColumnError,
     asyncpg.UndefinedFunctionError,
     asyncpg.UndefinedObjectError,
 )
+# The 503 reasons that say the standby itself is down or stuck, and is skipped until a poll finds it answering.
+# Not pool_timeout: this worker's own pool was full, which the next read may not find.
+STANDBY_DOWN = ("database_unreachable", "statement_timeout")
 NOT_POLLED = "not polled yet"
 POSITIONS_KEPT = 600  # the primary's last minute of positions, at POLL_SECONDS: a lag beyond shows as a minute
 # Format 1: "1", then the primary's WAL position after the write's commit in 16 hex digits. Letters and
@@ -70,18 +76,28 @@ def lsn_of(token: str) -> int | None:
     return int(found.group(1), 16) if found else None
 
 
-def lag_seconds(positions: "deque[tuple[float, int]]", replayed: int, now: float) -> float:
-    """How long ago the primary was first seen (oldest first in `positions`) past `replayed`; 0 if it never was."""
-    for seen, position in positions:
-        if position > replayed:
-            return now - seen
-    return 0.0
+def lag_seconds(positions: "deque[tuple[float, int]]", replayed: int, now: float) -> float | None:
+    """How far behind the primary a standby that has replayed up to `replayed` is: `now` less when the primary was
+    last seen (oldest first in `positions`) at a position the standby has replayed; 0 when it has replayed the
+    newest. None, unknown, when it has replayed none of them: not measured yet (a worker's first poll), or
+    further behind than every position kept."""
+    if not positions or positions[-1][1] <= replayed:
+        return 0.0 if positions else None
+    for seen, position in reversed(positions):
+        if position <= replayed:
+            return max(0.0, now - seen)
+    return None
 
 
-def replica_name(url: str) -> str:
-    """host:port of a standby's URL, without its user or password: what logs and metrics call it."""
+def replica_name(url: str, number: int) -> str:
+    """host:port of a standby's URL, what logs and metrics call it: never its user or password. A URL that names
+    its host only in its query (`?host=...`), or none, is called by its place in DATABASE_REPLICA_URLS."""
     parts = urlsplit(url)
-    return parts.netloc.rpartition("@")[2] or url
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    return f"{host}:{port or 5432}" if host else f"replica-{number}"
 
 
 class Replica:
@@ -142,8 +158,13 @@ class Replicas:
         self.wait = wait
         self.max_lag = max_lag
         self.metered = metered
-        self.positions: deque[tuple[float, int]] = deque(maxlen=POSITIONS_KEPT)  # (monotonic, primary's LSN)
+        # (monotonic, the primary's flushed LSN: what a standby can have received), oldest first
+        self.positions: deque[tuple[float, int]] = deque(maxlen=POSITIONS_KEPT)
+        self.primary_seen = 0.0  # when the primary last told its position
         self.turn = 0  # reads sent read by read so far: whose turn it is
+        # Where this worker's turns start: the clock is the machine's, so without it every worker (and every host
+        # on one machine) would send its coalesced reads to the same standby at once.
+        self.phase = random.uniform(0, len(members))  # noqa: S311 - spreading load, not a secret
 
     async def read(self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts) -> T:
         """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary;
@@ -176,8 +197,9 @@ class Replicas:
                 return await statement(self.primary, *args)
             try:
                 return await statement(replica.db, *args)
-            except (Unavailable, *SCHEMA_BEHIND) as error:
-                self._judge(replica, f"a read failed on it: {type(error).__name__}: {error}")
+            except (Unavailable, *RUN_ELSEWHERE) as error:
+                if isinstance(error, Unavailable) and error.reason in STANDBY_DOWN:
+                    self._judge(replica, f"a read failed on it: {error}")
                 tried.append(replica)
                 reason = "replica_failed"
 
@@ -207,7 +229,7 @@ class Replicas:
 
     def _in_turn(self, lsn: int, tried: list[Replica]) -> Replica | None:
         """The usable standby whose turn it is (or the next that has replayed `lsn`, none of those `tried`)."""
-        return self._from(int(time.monotonic() / TURN_SECONDS), lsn, tried)
+        return self._from(int(time.monotonic() / TURN_SECONDS + self.phase), lsn, tried)
 
     def _from(self, first: int, lsn: int, tried: list[Replica]) -> Replica | None:
         members = self.members
@@ -250,8 +272,9 @@ class Replicas:
             async with asyncio.timeout(self.primary.ready_timeout):
                 row = await self.primary.upkeep(SQL.current_wal_lsn)
             if row is not None:
-                self.positions.append((time.monotonic(), int(row["lsn"])))
-        except Exception as error:  # unreachable, timed out: lags are measured against the last position seen
+                self.positions.append((time.monotonic(), int(row["flushed"])))
+                self.primary_seen = time.monotonic()
+        except Exception as error:  # unreachable, timed out: lags are measured as of the last position seen
             log.debug("the primary's WAL position could not be read: %s", error)
         await asyncio.gather(*(replica.poll() for replica in self.members))
         for replica in self.members:
@@ -259,10 +282,10 @@ class Replicas:
 
     def _judge(self, replica: Replica, failed: str | None = None) -> None:
         """Whether `replica` may answer reads; logged once when it stops, once when it is back."""
-        now = time.monotonic()
-        if self.positions:
-            replica.lag_bytes = max(0, self.positions[-1][1] - replica.replayed)
-            replica.lag_seconds = lag_seconds(self.positions, replica.replayed, now)
+        # As of the primary's last answer: while it is unreachable, nothing newer can have been written through it.
+        lag = lag_seconds(self.positions, replica.replayed, self.primary_seen)
+        replica.lag_bytes = max(0, self.positions[-1][1] - replica.replayed) if self.positions else 0
+        replica.lag_seconds = lag if lag is not None else float("inf")
         if failed is not None:
             replica.reachable = False
             why: str | None = failed
@@ -270,8 +293,10 @@ class Replicas:
             why = "it does not answer"
         elif not replica.in_recovery:
             why = "it is not in recovery any more (promoted?): it no longer follows the primary"
-        elif replica.lag_seconds > self.max_lag:
-            why = f"it is {replica.lag_seconds:.1f}s behind the primary (REPLICA_MAX_LAG={self.max_lag:g})"
+        elif lag is None:
+            why = "how far behind the primary it is is not known yet (or it is behind every position kept)"
+        elif lag > self.max_lag:
+            why = f"it is {lag:.1f}s behind the primary (REPLICA_MAX_LAG={self.max_lag:g})"
         else:
             why = None
         if why is not None and replica.why in (None, NOT_POLLED):
@@ -281,7 +306,7 @@ class Replicas:
         replica.why = why
         if self.metered:
             metrics.REPLICA_LAG_BYTES.labels(replica.name).set(replica.lag_bytes)
-            metrics.REPLICA_LAG_SECONDS.labels(replica.name).set(replica.lag_seconds)
+            metrics.REPLICA_LAG_SECONDS.labels(replica.name).set(replica.lag_seconds)  # +Inf while not known
             metrics.REPLICA_USABLE.labels(replica.name).set(0 if why else 1)
 
 
@@ -292,14 +317,14 @@ async def reading_from_replicas(primary: Database, settings: Settings, traced: b
     Their pools open with no connection: a standby down at start is skipped until it answers, rather than
     keeping the service from starting.
     """
-    members = []
+    members: list[Replica] = []
     try:
         for url in settings.replica_urls:
             pool = await open_pool(settings, url, min_size=0)
             db = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout,
                           asyncio.Semaphore(settings.pool_max_size), settings.metrics, role="replica")  # fmt: skip
             coalesce(db, settings, traced, writes=False)
-            members.append(Replica(replica_name(url), db))
+            members.append(Replica(replica_name(url, len(members) + 1), db))
         if settings.metrics:  # the series from the start, at 0
             for reason in get_args(ReadOnPrimaryReason):
                 metrics.READS_ON_PRIMARY.labels(reason)

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         "to the primary.",
     )
     replica_max_lag: float = Field(
-        default=1.0, gt=0, description="Seconds a standby may be behind the primary and still answer reads."
+        default=1.0,
+        gt=0,
+        le=60,  # each worker keeps the primary's positions of the last minute to measure lags with
+        description="Seconds a standby may be behind the primary and still answer reads.",
     )
     pool_min_size: int = Field(default=2, ge=0, description="Connections the pool keeps open.")
     pool_max_size: int = Field(default=10, ge=1, description="Most connections the pool opens.")

@@ -69,6 +69,8 @@ class CpuCaps:
 
     def join(self, name: str, pid: int, *, capped: bool = True) -> None:
         """Move process `pid` and every process under it into `name`; processes they start later follow."""
+        if pid <= 0:  # 0 would be this process (and, through descendants, every process): the machine capped
+            raise ValueError(f"no process to move into {name}: {pid}")
         for member in [pid, *descendants(pid)]:
             for path in self.group(name, capped=capped):
                 with suppress(ProcessLookupError, OSError):  # it ended meanwhile

@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="users-api-bench-scale-"))
     try:
         with EmbeddedCluster(bench.ROOT / ".pgdata-scale", find_available_port()) as primary:
-            caps.join("primary", primary.postmaster_pid() or 0)
+            caps.join("primary", primary.postmaster_pid() or -1)
             found = primary.service()
             seed(found.app_url, found.owner_url, args.rows)
             with ExitStack() as stack:
                 replicas = [stack.enter_context(EmbeddedReplica(primary, number)) for number in (1, 2)]
                 for number, replica in enumerate(replicas, 1):
-                    caps.join(f"replica-{number}", replica.postmaster_pid() or 0)
+                    caps.join(f"replica-{number}", replica.postmaster_pid() or -1)
                 _, app = primary.service_roles()
                 bouncer = stack.enter_context(
                     deployment.pgbouncer(str(programs["pgbouncer"]), caps, "primary", primary.port, DATABASE,
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     killed = kill_mid_run(url, replicas[0], caps, args)
                 bench.progress(f"stale reads on a standby {STALE_DELAY} behind")
                 delayed = stack.enter_context(EmbeddedReplica(primary, 3, apply_delay=STALE_DELAY))
-                caps.join("replica-3", delayed.postmaster_pid() or 0)
+                caps.join("replica-3", delayed.postmaster_pid() or -1)
                 env = service_env(through_bouncer, [delayed.service().app_url])
                 with topology(caps, str(programs["haproxy"]), 1, env, folder) as url:
                     stale = stale_reads(url)
@@ -220,7 +220,7 @@ def kill_mid_run(url: str, replica: EmbeddedReplica, caps: CpuCaps, args: argpar
         os.kill(pid, signal.SIGKILL)
     load.join()
     replica.start()
-    caps.join("replica-1", replica.postmaster_pid() or 0)
+    caps.join("replica-1", replica.postmaster_pid() or -1)
     bench.progress(f"  {result[0].requests:,} get-ones, {result[0].errors} errors, standby {pid} killed")
     return result[0]
 

@@ -102,7 +102,7 @@ SIGNATURES = {
     "update_user": (["int8", "text", "text", "int8[]"], ["body", "version"]),
     "delete_user": (["int8", "int8[]"], ["deleted_id"]),
     "ping": ([], ["?column?"]),
-    "current_wal_lsn": ([], ["lsn"]),
+    "current_wal_lsn": ([], ["lsn", "flushed"]),
     "replica_status": ([], ["in_recovery", "replayed"]),
 }
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import asyncpg
 import httpx
 import pytest
 
-from api.db import Database
+from api.db import Database, Unavailable
 from api.ops import migrator
 from api.ops.cluster import EmbeddedCluster, find_available_port
 from api.ops.processes import alive
@@ -56,21 +57,64 @@ def test_a_token_this_service_did_not_write_is_none(token: str) -> None:
     assert lsn_of(token) is None
 
 
-def test_the_lag_is_how_long_ago_the_primary_was_first_seen_past_the_replayed_position() -> None:
+def test_the_lag_is_how_long_ago_the_primary_was_last_at_a_position_the_standby_has_replayed() -> None:
     positions = deque([(10.0, 100), (10.1, 200), (10.2, 300)])
 
     assert lag_seconds(positions, 300, now=10.25) == 0.0, "caught up"
-    assert lag_seconds(positions, 250, now=10.25) == pytest.approx(0.05)
-    assert lag_seconds(positions, 150, now=10.25) == pytest.approx(0.15)
-    assert lag_seconds(positions, 0, now=10.25) == pytest.approx(0.25), "behind everything seen: since the first"
+    assert lag_seconds(positions, 250, now=10.25) == pytest.approx(0.15), "has what the primary had at 10.1"
+    assert lag_seconds(positions, 150, now=10.25) == pytest.approx(0.25)
+    assert lag_seconds(positions, 50, now=10.25) is None, "behind every position kept: not known"
+    assert lag_seconds(deque(), 50, now=10.25) is None, "nothing measured yet"
+
+
+def standbys(*names: str) -> tuple[Replicas, list[Replica]]:
+    """Standbys whose databases are stand-ins, their names as strings: choosing one touches none of them."""
+    members = [Replica(name, cast(Database, f"{name}'s")) for name in names]
+    for replica in members:
+        replica.why = None
+    return Replicas(cast(Database, "primary's"), members, wait=0, max_lag=1, metered=False), members
+
+
+@pytest.mark.parametrize(
+    ("error", "skipped"),
+    [
+        (asyncpg.SerializationError("canceling statement due to conflict with recovery"), False),
+        (asyncpg.UndefinedTableError('relation "users" does not exist'), False),
+        (Unavailable("pool_timeout", "no connection freed up within 2s"), False),
+        (Unavailable("database_unreachable", "ConnectionRefusedError"), True),
+    ],
+    ids=["conflict with recovery", "schema not replayed", "own pool full", "unreachable"],
+)
+async def test_a_read_a_standby_fails_is_answered_elsewhere_and_only_a_standby_down_is_skipped(
+    error: Exception, skipped: bool
+) -> None:
+    replicas, (only,) = standbys("only")
+
+    async def where(db: Database) -> str:
+        if cast(str, db) == "only's":
+            raise error
+        return cast(str, db)
+
+    answered = await replicas.read(where, 0)
+
+    assert answered == "primary's"
+    assert (only.why is not None) == skipped
+
+
+async def test_a_worker_that_has_not_measured_a_lag_yet_reads_from_no_standby() -> None:
+    replicas, (behind,) = standbys("behind")
+    replicas.positions.append((time.monotonic(), 9_999_999_000))  # the primary's first position, far ahead
+    replicas.primary_seen = time.monotonic()
+    behind.reachable = behind.in_recovery = True
+    behind.replayed = 1_000
+
+    replicas._judge(behind)
+
+    assert behind.why is not None and "not known" in behind.why
 
 
 async def test_coalesced_reads_take_the_standbys_in_turns_and_the_others_read_by_read() -> None:
-    # Stand-ins for the standbys' databases: the choice of one touches none, and the statement records which.
-    first, second = Replica("first", cast(Database, "first's")), Replica("second", cast(Database, "second's"))
-    for replica in (first, second):
-        replica.why = None
-    replicas = Replicas(cast(Database, "primary's"), [first, second], wait=0, max_lag=1, metered=False)
+    replicas, _ = standbys("first", "second")
 
     async def where(db: Database) -> str:
         return cast(str, db)
@@ -87,8 +131,17 @@ async def test_coalesced_reads_take_the_standbys_in_turns_and_the_others_read_by
     assert each in (["first's", "second's"] * 2, ["second's", "first's"] * 2), "reads run alone: read by read"
 
 
-def test_a_standby_is_named_without_its_user_or_password() -> None:
-    assert replica_name("postgresql://app:s3cret@10.0.0.7:5433/users_api") == "10.0.0.7:5433"
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("postgresql://app:s3cret@10.0.0.7:5433/users_api", "10.0.0.7:5433"),
+        ("postgresql://app:s3cret@replica1/users_api", "replica1:5432"),
+        ("postgresql://app:s3cret@/users_api?host=10.0.0.7&port=5433", "replica-2"),
+        ("postgresql:///users_api?host=replica1&user=app&password=s3cret", "replica-2"),
+    ],
+)
+def test_a_standby_is_named_without_its_user_or_password(url: str, name: str) -> None:
+    assert replica_name(url, 2) == name
 
 
 async def test_a_malformed_token_is_refused_as_a_problem(client: httpx.AsyncClient) -> None:
@@ -253,19 +306,30 @@ async def test_a_standby_killed_under_load_costs_no_read_and_takes_reads_again_o
 async def test_a_standby_behind_the_primarys_migrations_leaves_the_read_to_the_primary(
     client_factory: ClientFactory, scratch_pgdata: Path
 ) -> None:
-    # The standby is made before the schema, which it replays 2 s late.
+    # The standby replays 2 s late and may be 10 s behind: the migrations reach the primary while the standby
+    # takes reads, and reach it 2 s later.
     with (
         EmbeddedCluster(scratch_pgdata, find_available_port(), durable=False) as server,
         EmbeddedReplica(server, 1, apply_delay="2s") as replica,
     ):
         found = server.service()
-        migrator.apply(found.owner_url, migrator.role_of(found.app_url))
-        async with served(client_factory, server, replica) as client:
+        async with served(client_factory, server, replica, replica_max_lag=10) as client:
+
+            async def usable() -> bool:
+                return (await scrape(client))[
+                    sample("users_api_replica_usable", replica=replica_name(replica.service().app_url, 1))
+                ] == 1
+
+            await eventually(usable, "the standby takes reads")
+            migrator.apply(found.owner_url, migrator.role_of(found.app_url))
+            before = await reads_on_primary(client)
             made = await client.post("/users", json={"email": "early@example.com", "name": "Early"})
             read = await client.get(f"/users/{made.json()['id']}")
             listed = await client.get("/users")
+            after = await reads_on_primary(client)
 
     assert (made.status_code, read.status_code, listed.status_code) == (201, 200, 200)
+    assert after["replica_failed"] - before["replica_failed"] == 2, "both reads tried the standby first"
 
 
 @pytest.mark.slow
@@ -287,4 +351,4 @@ async def test_a_promoted_standby_takes_no_more_reads(client_factory: ClientFact
     assert before[1] > 0, "the standby took reads while it was one"
     assert after[1] == polled[1], "none of the 20 reads went to the promoted copy"
     assert after[0] - polled[0] >= 20
-    assert figures[sample("users_api_replica_usable", replica=replica_name(replica.service().app_url))] == 0
+    assert figures[sample("users_api_replica_usable", replica=replica_name(replica.service().app_url, 1))] == 0

@@ -65,6 +65,8 @@ def test_an_owner_url_without_an_app_url_is_refused(monkeypatch: pytest.MonkeyPa
     [
         ({"EMBEDDED_REPLICAS": "1", "DATABASE_URL": "postgresql://app@db/users_api"}, "EMBEDDED_REPLICAS is set with"),
         ({"DATABASE_REPLICA_URLS": "postgresql://app@replica/users_api"}, "DATABASE_REPLICA_URLS is set without"),
+        ({"EMBEDDED_REPLICAS": "1", "EMBEDDED_REPLICA_DELAY": "2s"}, "not below REPLICA_MAX_LAG=1s"),
+        ({"EMBEDDED_REPLICAS": "1", "EMBEDDED_REPLICA_DELAY": "1000"}, "not below REPLICA_MAX_LAG=1s"),
     ],
 )
 def test_standbys_are_either_given_or_embedded(
@@ -81,6 +83,12 @@ def test_standbys_are_either_given_or_embedded(
 @pytest.mark.parametrize(("delay", "applied"), [("0", None), ("0ms", None), ("300ms", "300ms"), ("2s", "2s")])
 def test_an_embedded_replica_delay_of_zero_is_none(delay: str, applied: str | None) -> None:
     assert ServiceSettings(_env_file=None, embedded_replica_delay=delay).replica_apply_delay == applied
+
+
+def test_a_delay_past_the_lag_allowed_is_taken_with_a_larger_lag() -> None:
+    given = ServiceSettings(_env_file=None, embedded_replicas=1, embedded_replica_delay="2s", replica_max_lag=5)
+
+    assert given.replica_delay_seconds == 2.0
 
 
 def test_the_service_reads_every_setting_of_the_app() -> None:

@@ -8,6 +8,9 @@ from pydantic import Field, field_validator, model_validator
 from api.ops.standby import APPLY_DELAY
 from api.settings import Settings, is_loopback, postgres_url
 
+# recovery_min_apply_delay's units, in seconds; a number alone is milliseconds, as PostgreSQL reads it.
+DELAY_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+
 
 class ServiceSettings(Settings):
     """`users-api`'s knobs: the app's, and those of the process that serves it."""
@@ -70,9 +73,22 @@ class ServiceSettings(Settings):
         if self.database_replica_urls is not None and self.database_url is None:
             raise ValueError("DATABASE_REPLICA_URLS is set without DATABASE_URL: the embedded server's standbys "
                              "are EMBEDDED_REPLICAS")  # fmt: skip
+        if self.embedded_replicas and self.replica_delay_seconds >= self.replica_max_lag:
+            raise ValueError(
+                f"EMBEDDED_REPLICA_DELAY={self.embedded_replica_delay} is not below REPLICA_MAX_LAG="
+                f"{self.replica_max_lag:g}s: the standbys would be too far behind to take reads; raise REPLICA_MAX_LAG"
+            )
         if self.allow_anonymous and self.auth_issuer is not None:
             raise ValueError("ALLOW_ANONYMOUS is true and AUTH_ISSUER is set: one turns off what the other turns on")
         return self
+
+    @property
+    def replica_delay_seconds(self) -> float:
+        """EMBEDDED_REPLICA_DELAY in seconds."""
+        found = APPLY_DELAY.fullmatch(self.embedded_replica_delay)
+        if found is None:
+            return 0.0
+        return int(found.group(1)) * DELAY_UNITS[found.group(2) or "ms"]
 
     @property
     def replica_apply_delay(self) -> str | None:
