@@ -310,9 +310,8 @@ def lifespan(settings: Settings, traced: bool = False) -> Callable[[FastAPI], Ab
         try:
             queue = asyncio.Semaphore(settings.pool_max_size)
             database = Database(pool, settings.pool_acquire_timeout, settings.ready_timeout, queue, settings.metrics)
-            if settings.metrics:  # the series from the start, at 0
-                for role in ("primary", "replica") if settings.replica_urls else ("primary",):
-                    metrics.STATEMENTS.labels(role)
+            if settings.metrics:  # the series from the start, at 0 (the standbys' in api/replicas.py)
+                metrics.STATEMENTS.labels(database.role)
             coalesce(database, settings, traced)
             yield {"database": database}
         finally:

@@ -166,15 +166,13 @@ class Replicas:
         # on one machine) would send its coalesced reads to the same standby at once.
         self.phase = random.uniform(0, len(members))  # noqa: S311 - spreading load, not a secret
 
-    async def read(self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts) -> T:
-        """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary;
-        the standbys take such reads in turn, read by read."""
-        return await self._read(self._each, statement, lsn, args)
-
-    async def read_coalesced(self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts) -> T:
-        """As `read`, for a read coalesced with others of its kind (api/coalesced.py): the standbys take such reads
-        in turns of TURN_SECONDS, so that the reads waiting at once stay one statement on one standby."""
-        return await self._read(self._in_turn, statement, lsn, args)
+    async def read(
+        self, statement: Callable[[Database, *Ts], Awaitable[T]], lsn: int, *args: *Ts, coalesced: bool = False
+    ) -> T:
+        """`statement` on a standby that may answer it (one that has replayed `lsn`, 0 for any), else the primary.
+        The standbys take reads in turn, read by read; `coalesced` reads (api/coalesced.py) in turns of
+        TURN_SECONDS, so that the reads waiting at once stay one statement on one standby."""
+        return await self._read(self._in_turn if coalesced else self._each, statement, lsn, args)
 
     async def _read(
         self,
@@ -326,6 +324,7 @@ async def reading_from_replicas(primary: Database, settings: Settings, traced: b
             coalesce(db, settings, traced, writes=False)
             members.append(Replica(replica_name(url, len(members) + 1), db))
         if settings.metrics:  # the series from the start, at 0
+            metrics.STATEMENTS.labels("replica")
             for reason in get_args(ReadOnPrimaryReason):
                 metrics.READS_ON_PRIMARY.labels(reason)
         replicas = Replicas(primary, members, wait=settings.replica_wait, max_lag=settings.replica_max_lag,

@@ -10,17 +10,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import httpx
-
 from api.ops import embedded
 from api.ops.cluster import find_available_port
+from bench import systems
 
 CGROUP_V2 = Path("/sys/fs/cgroup")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
@@ -140,35 +138,17 @@ def stop(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout
             process.wait(timeout)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not become ready at {url}")
-
-
 @contextmanager
-def api_host(caps: CpuCaps, name: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`users-api serve` (one worker) in the cgroup `name` while the block runs; its base URL."""
-    port = find_available_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api", "serve"],
-            env=os.environ | env | {"PORT": str(port), "WORKERS": "1"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=caps.joining(name),
-        )
+def api_host(caps: CpuCaps, name: str, env: dict[str, str], folder: Path) -> Iterator[str]:
+    """`users-api serve` (one worker) in the cgroup `name` while the block runs, its output in `folder`; its URL."""
+    host = systems.users_api(env["DATABASE_URL"], find_available_port(), 1, name=name)
+    host.env |= env
+    host.preexec_fn = caps.joining(name)
+    host.start(folder)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", process, f"API host {name} ({log})")
-        yield f"http://127.0.0.1:{port}"
+        yield host.url
     finally:
-        stop(process)
+        host.stop()
 
 
 HAPROXY_CONFIG = """global
@@ -203,18 +183,14 @@ def haproxy(program: str, caps: CpuCaps, hosts: list[str], folder: Path) -> Iter
     )
     config = folder / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(port=port, servers=servers), encoding="utf-8")
-    with (folder / "haproxy.log").open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - the installed haproxy with a configuration written here
-            [program, "-db", "-f", str(config)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=caps.joining("haproxy", capped=False),
-        )
+    # Ready once a host passes its check: until then HAProxy answers 503.
+    balancer = systems.System("haproxy", [program, "-db", "-f", str(config)], {}, port, probe="/ready",
+                              preexec_fn=caps.joining("haproxy", capped=False))  # fmt: skip
+    balancer.start(folder)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", process, "HAProxy")
-        yield f"http://127.0.0.1:{port}"
+        yield balancer.url
     finally:
-        stop(process)
+        balancer.stop()
 
 
 PGBOUNCER_CONFIG = """[databases]

@@ -152,7 +152,7 @@ def topology(caps: CpuCaps, haproxy: str, hosts: int, env: dict[str, str], folde
     """`hosts` API hosts, each in a cgroup of its own, behind HAProxy; its URL."""
     with ExitStack() as stack:
         urls = [
-            stack.enter_context(deployment.api_host(caps, f"api-{number}", env, folder / f"api-{number}.log"))
+            stack.enter_context(deployment.api_host(caps, f"api-{number}", env, folder))
             for number in range(1, hosts + 1)
         ]
         yield stack.enter_context(deployment.haproxy(haproxy, caps, urls, folder))

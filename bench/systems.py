@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class System:
     port: int
     cwd: Path = ROOT  # another checkout (a `git worktree` of an older commit) runs its own code
     probe: str = "/users/1"  # answered below 500 once the system serves; users-api's /ready, 200 once ready
+    preexec_fn: Callable[[], None] | None = field(default=None, repr=False)  # run in its process first (a cgroup)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -52,6 +54,7 @@ class System:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -121,7 +121,7 @@ async def test_coalesced_reads_take_the_standbys_in_turns_and_the_others_read_by
 
     turns = []
     for _ in range(40):
-        together = {await replicas.read_coalesced(where, 0) for _ in range(5)}  # coalesced reads arriving at once
+        together = {await replicas.read(where, 0, coalesced=True) for _ in range(5)}  # coalesced reads arriving at once
         turns.append(together)
         await anyio.sleep(TURN_SECONDS / 2)
     each = [await replicas.read(where, 0) for _ in range(4)]  # reads run alone

@@ -31,24 +31,19 @@ def lsn_asked(request: Request) -> int:
 
 
 def read(
-    db: Database, request: Request, statement: Callable[[Database, *Ts], Awaitable[T]], *args: *Ts
+    db: Database,
+    request: Request,
+    statement: Callable[[Database, *Ts], Awaitable[T]],
+    *args: *Ts,
+    coalesced: bool = False,
 ) -> Awaitable[T]:
-    """`statement` on a standby that has the writes the request's token names, or on the primary. Without
+    """`statement` on a standby that has the writes the request's token names, or on the primary; `coalesced`:
+    a read coalesced with others of its kind, sent to the standby whose turn it is (api/replicas.py). Without
     standbys, `statement`'s own awaitable: the route awaits it with no frame of this module between."""
     lsn = lsn_asked(request)
     if db.replicas is None:
         return statement(db, *args)
-    return db.replicas.read(statement, lsn, *args)
-
-
-def read_coalesced(
-    db: Database, request: Request, statement: Callable[[Database, *Ts], Awaitable[T]], *args: *Ts
-) -> Awaitable[T]:
-    """As `read`, for a read coalesced with others of its kind: on the standby whose turn it is."""
-    lsn = lsn_asked(request)
-    if db.replicas is None:
-        return statement(db, *args)
-    return db.replicas.read_coalesced(statement, lsn, *args)
+    return db.replicas.read(statement, lsn, *args, coalesced=coalesced)
 
 
 async def stamped(db: Database, response: R) -> R:

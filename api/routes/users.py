@@ -11,7 +11,7 @@ from api.conditions import etag, none_match, precondition_failed, versions_named
 from api.db import Conflict, Database, Db
 from api.queries import SQL
 from api.routes import Routes, openapi
-from api.routes.consistency import read, read_coalesced, stamped
+from api.routes.consistency import read, stamped
 from api.routes.idempotent import IdempotencyKey, create_once, unquoted
 from api.routes.parameters import After, EmailQuery, IfMatch, Limit, UserId
 from api.routes.responses import JSONText, created, email_taken, not_found
@@ -48,7 +48,7 @@ async def list_users(
 ) -> JSONText:
     """List users by ascending id, a page at a time (keyset pagination), or find one by email."""
     if email is not None:
-        return JSONText(await read_coalesced(db, request, _found_by_email, email, after))
+        return JSONText(await read(db, request, _found_by_email, email, after, coalesced=True))
     page = await read(db, request, _page, after, limit)
     if page is None:
         raise RuntimeError("list_users.sql returned no row; an aggregate returns one")
@@ -81,7 +81,7 @@ async def _user(db: Database, user_id: int) -> asyncpg.Record | None:
 )
 async def get_user(user_id: UserId, db: Db, request: Request) -> Response:
     """Get one user by id; 304 if If-None-Match holds its current ETag."""
-    row = await read_coalesced(db, request, _user, user_id)
+    row = await read(db, request, _user, user_id, coalesced=True)
     if row is None:
         raise not_found(user_id)
     tag = etag(user_id, row["version"])
