@@ -94,18 +94,12 @@ class Coalesced:
             metrics.STATEMENTS_SAVED.labels(name)
             metrics.BATCH_SIZE.labels(name)
 
-    async def read(self, *args: object) -> asyncpg.Record | None:
-        """The row that answers the read of `args`, or None when there is none."""
+    def read(self, *args: object) -> Awaitable[asyncpg.Record | None]:
+        """The row that answers the read of `args`, or None when there is none. Not a coroutine: a member
+        awaits its waiter with no frame of this module between (docs/levers.md, "a get-one's path trimmed")."""
         batch = self.open
         if batch is None and not self.in_flight:  # alone: at once, as if nothing were coalesced
-            self.in_flight += 1
-            try:
-                row = await self.fetchrow(self.alone, *args)
-            finally:
-                self.in_flight -= 1
-            if self.metered:
-                metrics.TALLY.batch(self.name, 1)
-            return row
+            return self._alone(args)
         loop = asyncio.get_running_loop()
         if batch is None:
             batch = self.open = Batch(len(args))
@@ -124,7 +118,17 @@ class Coalesced:
             self.open = None
         # A member whose request is cancelled (its client went away) cancels its waiter alone, and is left
         # out of the statement if that has not been sent yet.
-        return await waiter
+        return waiter
+
+    async def _alone(self, args: tuple[object, ...]) -> asyncpg.Record | None:
+        self.in_flight += 1  # run as the caller awaits, with no turn of the event loop since `read`
+        try:
+            row = await self.fetchrow(self.alone, *args)
+        finally:
+            self.in_flight -= 1
+        if self.metered:
+            metrics.TALLY.batch(self.name, 1)
+        return row
 
     async def _send(self, batch: Batch) -> None:
         try:

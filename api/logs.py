@@ -106,6 +106,8 @@ def named(fields: RequestFields) -> dict[str, object]:
 
 def who(sub: str | None, client_id: str | None) -> str:
     """` sub=... client_id=...` for a text line, each only when known; a value with spaces or controls quoted."""
+    if not sub and not client_id:  # every line of a service without AUTH_ISSUER
+        return ""
     found = [f"{name}={_printable(value)}" for name, value in (("sub", sub), ("client_id", client_id)) if value]
     return "".join(f" {part}" for part in found)
 

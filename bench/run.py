@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,6 +67,7 @@ class Config:
     quick: bool
     systems: tuple[str, ...] = tuple(SYSTEMS)
     workloads: tuple[str, ...] = tuple(WORKLOADS)
+    against: str | None = None  # a commit whose users-api runs beside this checkout's, as `users-api@<commit>`
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of every HTTP system")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset, for quick A/B runs")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset")
+    parser.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="also users-api as it was at COMMIT (run from a git worktree of it), beside this checkout's: what a "
+        "change bought, measured in one run",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.warmup, args.seconds, args.rows = 1, 1.0, 2.0, 20_000
@@ -106,6 +113,7 @@ def parse_args(argv: list[str] | None) -> Config:
         quick=args.quick,
         systems=tuple(args.systems.split(",")),
         workloads=tuple(args.workloads.split(",")),
+        against=args.against,
     )
 
 
@@ -256,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: dict[str, str] = {}
     with (
         tempfile.TemporaryDirectory() as scratch,
+        checkout(config.against, Path(scratch) / "against") as earlier,
         database(ROOT / ".pgdata-bench") as db,
         identity_provider() as provider,
     ):
@@ -284,10 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             systems.raw_minimal(db.url, find_available_port(), config.workers),
             systems.orm(db.url, find_available_port(), config.workers),
         ]
+        chosen = set(config.systems)
+        if earlier is not None:
+            name = f"users-api@{config.against}"
+            before = systems.users_api(db.url, find_available_port(), config.workers, name=name)
+            http.append(replace(before, cwd=earlier))
+            chosen.add(name)
         api.start(logs)
         fetch_bodies(api, logs / "bodies.json")  # the bodies the HTTP ceiling serves
         http.append(systems.http_ceiling(logs / "bodies.json", find_available_port(), config.workers))
-        http = [system for system in http if system is api or system.name in config.systems]
+        http = [system for system in http if system is api or system.name in chosen]
         for system in http[1:]:
             system.start(logs)
         pgbench = dbceiling.find_pgbench(db.bin_dir)
@@ -300,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             measurers.append(
                 ("db-pgbench", lambda w: _record(measure_pgbench(pgbench, scripts, w, config, db), commands))
             )
-        measurers = [(name, measure) for name, measure in measurers if name in config.systems]
+        measurers = [(name, measure) for name, measure in measurers if name in chosen]
         try:
             for round_number in range(1, config.rounds + 1):
                 shift = (round_number - 1) % len(measurers)
@@ -340,6 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     if invalid:
         progress(f"{len(invalid)} runs had errors and are marked invalid")
     return 1 if invalid else 0
+
+
+@contextmanager
+def checkout(commit: str | None, folder: Path) -> Iterator[Path | None]:
+    """A git worktree of `commit` in `folder` while the block runs, removed after; None without a commit."""
+    if commit is None:
+        yield None
+        return
+    git = ["git", "-C", str(ROOT), "worktree"]
+    subprocess.run([*git, "add", "--detach", str(folder), commit], check=True, capture_output=True)  # noqa: S603
+    try:
+        yield folder
+    finally:
+        subprocess.run([*git, "remove", "--force", str(folder)], check=False, capture_output=True)  # noqa: S603
 
 
 def _record(measured: tuple[Run, list[str]], commands: dict[str, str]) -> Run:

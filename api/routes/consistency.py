@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api.db import Database
 from api.replicas import lsn_of
+from api.routes.parameters import header
 
 Ts = TypeVarTuple("Ts")
 R = TypeVar("R", bound=Response)
@@ -20,7 +21,7 @@ HEADER = "Consistency-Token"
 def lsn_asked(request: Request) -> int:
     """The WAL position the request's Consistency-Token carries; 0 without one. Checked with or without
     standbys, so that a client learns of a token it mangled wherever it sends it."""
-    token = request.headers.get("consistency-token")
+    token = header(request, b"consistency-token")
     if token is None:
         return 0
     lsn = lsn_of(token)

@@ -55,3 +55,14 @@ async def if_match(
 
 
 IfMatch = Annotated[str | None, Depends(if_match)]
+
+
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of the request's header `name` (lower case, as ASGI gives names), as
+    `request.headers.get` would give it. For headers every get-one reads and few send: Starlette's
+    `Headers.get` raises and catches a KeyError for each one absent (docs/levers.md, "a get-one's path trimmed")."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None

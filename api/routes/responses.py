@@ -1,5 +1,6 @@
 """How /users answers: PostgreSQL's JSON sent as it is, a created user's headers, and the 404 and 409."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Response, status
@@ -15,6 +16,14 @@ class JSONText(Response):
     """
 
     media_type = "application/json"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # Starlette's looks through the headers given for a Content-Length or a Content-Type of their own;
+        # the routes never give one, and a JSONText always has a body (docs/levers.md, "a get-one's path trimmed").
+        raw = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
+        if headers:
+            raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        self.raw_headers = raw
 
 
 def created(row: Any, headers: dict[str, str] | None = None) -> JSONText:

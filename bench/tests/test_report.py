@@ -1,5 +1,6 @@
 """The results file: figures are medians of valid runs, ratios meet or miss their targets, the chart is drawn."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -75,10 +76,10 @@ def test_ratios_use_medians_of_valid_runs_only() -> None:
     assert found["users-api req/s / users-api-gc-default's, get"] == (1.25, None)
 
 
-def write_report(path: Path, **subset: tuple[str, ...]) -> str:
+def write_report(path: Path, runs: Sequence[report.Run] = (), **subset: object) -> str:
     markdown, chart = report.write(
         path,
-        fake_runs(),
+        [*fake_runs(), *runs],
         config={
             "quick": True,
             "rounds": 3,
@@ -124,6 +125,24 @@ def test_a_partial_run_names_its_subset_rather_than_the_whole_target(tmp_path: P
         "Produced by `python -m bench.run --quick --systems users-api,users-api-auth --workloads get` "
         "(a part of `make bench-quick`) at "
     ) in part
+
+
+def test_users_api_at_an_earlier_commit_is_measured_beside_it(tmp_path: Path) -> None:
+    earlier = [run(r, "users-api@ca94118", "get", 5000.0, cpu=125.0) for r in (1, 2, 3)]
+    found = {what: value for what, value, _, _ in report.ratios([*fake_runs(), *earlier])}
+    text = write_report(tmp_path / "run.md", runs=earlier, against="ca94118")
+
+    assert found["users-api req/s / users-api@ca94118's, get"] == 1.3
+    assert found["users-api API CPU / users-api@ca94118's, get"] == 0.8
+    assert "users-api req/s / users-api@ca94118's, create" in found  # no runs: n/a, not left out
+    assert (
+        "**users-api**, this service, `users-api serve`; **users-api@ca94118**, users-api as it was at commit" in text
+    )
+    assert "| users-api@ca94118 | 5,000 |" in text
+    assert (
+        "`python -m bench.run --quick --against ca94118` (`make bench-quick` with users-api at ca94118 beside it)"
+        in text
+    )
 
 
 def test_the_results_file_says_when_wrk_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """`make bench`'s database: made afresh on the server it is given, or on an embedded one of its own."""
 
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -21,3 +22,17 @@ def test_the_bench_database_is_made_on_a_fresh_embedded_server(
 
     assert found == (run.BENCH_DATABASE,)
     assert postmaster_running, "the server's CPU is read from its postmaster"
+
+
+def test_an_earlier_commit_is_checked_out_for_the_block_and_removed_after(tmp_path: Path) -> None:
+    from bench import run
+
+    with run.checkout("HEAD", tmp_path / "against") as folder:
+        assert folder is not None
+        assert (folder / "api" / "app.py").is_file()
+    listed = subprocess.run(
+        ["git", "-C", str(run.ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+
+    assert not (tmp_path / "against").exists()
+    assert str(tmp_path) not in listed.stdout
