@@ -100,6 +100,9 @@ def parse_args(argv: list[str] | None) -> Config:
         "change bought, measured in one run",
     )
     args = parser.parse_args(argv)
+    if args.against and args.systems == parser.get_default("systems"):
+        # Eleven HTTP systems' pools and the database ceiling's outgrow PostgreSQL's 100 connections.
+        parser.error("--against adds a system: name the others to measure beside it with --systems")
     if args.quick:
         args.rounds, args.warmup, args.seconds, args.rows = 1, 1.0, 2.0, 20_000
     return Config(

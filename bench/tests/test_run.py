@@ -36,3 +36,14 @@ def test_an_earlier_commit_is_checked_out_for_the_block_and_removed_after(tmp_pa
 
     assert not (tmp_path / "against").exists()
     assert str(tmp_path) not in listed.stdout
+
+
+def test_an_earlier_commit_is_measured_beside_a_subset_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import run
+
+    with pytest.raises(SystemExit):
+        run.parse_args(["--against", "HEAD"])
+    chosen = run.parse_args(["--against", "HEAD", "--systems", "users-api,http-ceiling"])
+
+    assert "name the others to measure beside it with --systems" in capsys.readouterr().err
+    assert (chosen.against, chosen.systems) == ("HEAD", ("users-api", "http-ceiling"))
