@@ -95,8 +95,10 @@ class Coalesced:
             metrics.BATCH_SIZE.labels(name)
 
     def read(self, *args: object) -> Awaitable[asyncpg.Record | None]:
-        """The row that answers the read of `args`, or None when there is none. Not a coroutine: a member
-        awaits its waiter with no frame of this module between (docs/levers.md, "a get-one's path trimmed")."""
+        """The row that answers the read of `args`, or None when there is none: to be awaited at once, as a
+        route does (a read alone counts as in flight from then, a member of a batch from this call). Not a
+        coroutine: a member awaits its waiter with no frame of this module between
+        (docs/levers.md, "a get-one's path trimmed")."""
         batch = self.open
         if batch is None and not self.in_flight:  # alone: at once, as if nothing were coalesced
             return self._alone(args)

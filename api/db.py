@@ -342,8 +342,9 @@ def coalesce(database: Database, settings: Settings, traced: bool, *, writes: bo
 
 async def database(request: Request) -> Database:
     """The app's database: its pool and the queue in front of it, as the lifespan made them."""
-    # The lifespan's state as the server copied it into the request's scope; `request.state.database`
-    # reads the same through a State made per request (docs/levers.md, "a get-one's path trimmed").
+    # The lifespan's state, which the server puts in every request's scope (ASGI's lifespan state);
+    # `request.state.database` reads the same through a State made per request
+    # (docs/levers.md, "a get-one's path trimmed").
     db: Database = request.scope["state"]["database"]
     return db
 

@@ -258,10 +258,8 @@ def _producer(config: dict[str, Any]) -> str:
     ]
     against = [f"--against {config['against']}"] if config.get("against") else []
     command = " ".join(["python -m bench.run", *(["--quick"] if config["quick"] else []), *subset, *against])
-    if subset:
+    if subset:  # --against comes with a subset: bench.run refuses it with every system
         return f"`{command}` (a part of `{target}`)"
-    if against:
-        return f"`{command}` (`{target}` with users-api at {config['against']} beside it)"
     return f"`{target}` (`python -m bench.run`)"
 
 

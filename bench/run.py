@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     if wrk.ensure_wrk() is None:
         print(f"bench: {wrk.INSTALL_HINT}", file=sys.stderr)
         return 2
+    if config.against is not None:  # named by its hash: a branch or HEAD~1 means another commit tomorrow
+        config = replace(config, against=_git("rev-parse", "--short", "--verify", f"{config.against}^{{commit}}"))
     started = datetime.now(UTC)
     runs: list[Run] = []
     commands: dict[str, str] = {}
@@ -302,24 +304,25 @@ def main(argv: list[str] | None = None) -> int:
             before = systems.users_api(db.url, find_available_port(), config.workers, name=name)
             http.append(replace(before, cwd=earlier))
             chosen.add(name)
-        api.start(logs)
-        fetch_bodies(api, logs / "bodies.json")  # the bodies the HTTP ceiling serves
-        http.append(systems.http_ceiling(logs / "bodies.json", find_available_port(), config.workers))
-        http = [system for system in http if system is api or system.name in chosen]
-        for system in http[1:]:
-            system.start(logs)
-        pgbench = dbceiling.find_pgbench(db.bin_dir)
-        measurers: list[tuple[str, Callable[[str], Run]]] = [
-            *((s.name, lambda w, s=s: measure_http(s, w, config, db)) for s in http),
-            ("db-asyncpg", lambda w: measure_asyncpg(w, config, db)),
-        ]
-        if pgbench is not None:
-            scripts = dbceiling.pgbench_scripts(logs)
-            measurers.append(
-                ("db-pgbench", lambda w: _record(measure_pgbench(pgbench, scripts, w, config, db), commands))
-            )
-        measurers = [(name, measure) for name, measure in measurers if name in chosen]
+        # Every system stopped, whatever fails: each runs in a session of its own, out of Ctrl-C's reach.
         try:
+            api.start(logs)
+            fetch_bodies(api, logs / "bodies.json")  # the bodies the HTTP ceiling serves
+            http.append(systems.http_ceiling(logs / "bodies.json", find_available_port(), config.workers))
+            http = [system for system in http if system is api or system.name in chosen]
+            for system in http[1:]:
+                system.start(logs)
+            pgbench = dbceiling.find_pgbench(db.bin_dir)
+            measurers: list[tuple[str, Callable[[str], Run]]] = [
+                *((s.name, lambda w, s=s: measure_http(s, w, config, db)) for s in http),
+                ("db-asyncpg", lambda w: measure_asyncpg(w, config, db)),
+            ]
+            if pgbench is not None:
+                scripts = dbceiling.pgbench_scripts(logs)
+                measurers.append(
+                    ("db-pgbench", lambda w: _record(measure_pgbench(pgbench, scripts, w, config, db), commands))
+                )
+            measurers = [(name, measure) for name, measure in measurers if name in chosen]
             for round_number in range(1, config.rounds + 1):
                 shift = (round_number - 1) % len(measurers)
                 order = measurers[shift:] + measurers[:shift]
@@ -337,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         commands |= {
             "load": " ".join(wrk.command("http://127.0.0.1:PORT", config.connections, config.seconds))
             + f"  (env BENCH_WORKLOAD, BENCH_ROWS, BENCH_TAG, BENCH_SEED_TAG; -c1 for {', '.join(ALONE)})",
-            **{s.name: " ".join(s.command) for s in http},
+            **{
+                s.name: " ".join(s.command) + ("" if s.cwd == ROOT else f"  (in a git worktree of {config.against})")
+                for s in http
+            },
         }
         with psycopg.connect(db.url) as conn:
             pg_settings = conn.execute(SETTINGS).fetchall()
@@ -366,12 +372,22 @@ def checkout(commit: str | None, folder: Path) -> Iterator[Path | None]:
     if commit is None:
         yield None
         return
-    git = ["git", "-C", str(ROOT), "worktree"]
-    subprocess.run([*git, "add", "--detach", str(folder), commit], check=True, capture_output=True)  # noqa: S603
+    _git("worktree", "add", "--detach", str(folder), commit)
     try:
         yield folder
     finally:
-        subprocess.run([*git, "remove", "--force", str(folder)], check=False, capture_output=True)  # noqa: S603
+        try:
+            _git("worktree", "remove", "--force", str(folder))
+        except RuntimeError as error:  # said, not raised: it would hide what ended the block
+            progress(f"the worktree is left behind ({error}); `git worktree prune` forgets it once its folder is gone")
+
+
+def _git(*args: str) -> str:
+    """git's output for `args` in this checkout; RuntimeError with git's own words if it fails."""
+    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)  # noqa: S603, S607
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
 
 
 def _record(measured: tuple[Run, list[str]], commands: dict[str, str]) -> Run:

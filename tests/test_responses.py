@@ -20,4 +20,4 @@ def test_json_text_has_the_headers_starlette_gives_json(body: str, status: int, 
     ours = JSONText(body, status, headers)
     starlettes = Response(body, status, headers, media_type="application/json")
     assert ours.body == starlettes.body
-    assert sorted(ours.raw_headers) == sorted(starlettes.raw_headers)
+    assert ours.raw_headers == starlettes.raw_headers

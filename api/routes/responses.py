@@ -20,9 +20,9 @@ class JSONText(Response):
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
         # Starlette's looks through the headers given for a Content-Length or a Content-Type of their own;
         # the routes never give one, and a JSONText always has a body (docs/levers.md, "a get-one's path trimmed").
-        raw = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
-        if headers:
-            raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+        given = headers.items() if headers else ()
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in given]
+        raw += [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
         self.raw_headers = raw
 
 

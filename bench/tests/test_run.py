@@ -47,3 +47,13 @@ def test_an_earlier_commit_is_measured_beside_a_subset_only(capsys: pytest.Captu
 
     assert "name the others to measure beside it with --systems" in capsys.readouterr().err
     assert (chosen.against, chosen.systems) == ("HEAD", ("users-api", "http-ceiling"))
+
+
+def test_a_commit_that_is_not_one_is_refused_in_gits_words(tmp_path: Path) -> None:
+    from bench import run
+
+    with (
+        pytest.raises(RuntimeError, match="invalid reference: no-such-commit"),
+        run.checkout("no-such-commit", tmp_path),
+    ):
+        pass
