@@ -93,8 +93,7 @@ class ServiceSettings(Settings):
     @property
     def replica_apply_delay(self) -> str | None:
         """EMBEDDED_REPLICA_DELAY as recovery_min_apply_delay; None for no delay."""
-        found = APPLY_DELAY.fullmatch(self.embedded_replica_delay)
-        return None if found is None or int(found.group(1)) == 0 else self.embedded_replica_delay
+        return None if self.replica_delay_seconds == 0 else self.embedded_replica_delay
 
     def anonymous_refusal(self) -> str | None:
         """Why `serve` must not start: nothing authenticated, on an address others may reach; None if it may."""
